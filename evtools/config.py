@@ -1,0 +1,121 @@
+"""Settings and where they come from: flags, the environment, a Celery app, Celery's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import AppImportError, ConfigurationError
+
+__all__ = ("Settings", "DEFAULT_BROKER_URL", "BROKER_ENV_VARS", "load_app", "resolve_settings")
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
+
+#: Environment variables naming the broker, in the order they are consulted.
+BROKER_ENV_VARS = ("EVTOOLS_BROKER_URL", "CELERY_BROKER_URL")
+
+
+@dataclasses.dataclass(slots=True)
+class Settings:
+    """Every setting evtools reads, with Celery's names and defaults."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    event_exchange: str = "celeryev"
+    event_queue_prefix: str = "celeryev"
+    event_queue_ttl: float | None = 5.0
+    event_queue_expires: float | None = 60.0
+    event_queue_exclusive: bool = True
+    event_queue_durable: bool = False
+    event_serializer: str = "json"
+    control_exchange: str = "celery"
+    broker_transport_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Where ``broker_url`` came from: "argument", an environment variable, "app" or "default".
+    broker_url_source: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.event_queue_exclusive and self.event_queue_durable:
+            raise ConfigurationError(
+                "event queue cannot be both exclusive and durable: choose one or the other")
+        if self.event_serializer != "json":
+            raise ConfigurationError(
+                f"event_serializer {self.event_serializer!r} is not supported: evtools speaks JSON only")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+#: Celery setting names evtools takes from an app's configuration.
+_APP_SETTINGS = (
+    "event_exchange", "event_queue_prefix", "event_queue_ttl", "event_queue_expires",
+    "event_queue_exclusive", "event_queue_durable", "event_serializer", "control_exchange",
+    "broker_transport_options",
+)
+
+
+def load_app(name: str) -> Any:
+    """Import the Celery app named like ``proj``, ``proj.celery:app`` or ``proj.app``."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if attr or "." not in module_name:
+            raise AppImportError(f"cannot import app {name!r}: {exc}") from None
+        module_name, _, attr = module_name.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise AppImportError(f"cannot import app {name!r}: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise AppImportError(f"importing app {name!r} failed: {type(exc).__name__}: {exc}") from None
+    candidates = [attr] if attr else ["app", "celery"]
+    for candidate in candidates:
+        app = getattr(module, candidate, None)
+        if app is not None and hasattr(app, "conf"):
+            return app
+    raise AppImportError(f"{name!r} does not name a Celery app (looked for {', '.join(candidates)})")
+
+
+def _settings_from_app(app: Any) -> dict[str, Any]:
+    conf = app.conf
+    found: dict[str, Any] = {}
+    for key in _APP_SETTINGS:
+        value = conf.get(key)
+        if value is not None:
+            found[key] = value
+    broker_url = conf.get("broker_url")
+    if broker_url:
+        found["broker_url"] = broker_url
+    return found
+
+
+def resolve_settings(broker_url: str | None = None, app: str | Any | None = None,
+                     environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings`: explicit ``broker_url``, then the environment, then ``app``, then defaults.
+
+    ``app`` may be an app object or a name for :func:`load_app` (Celery is imported only then).
+    ``overrides`` are explicit settings (``event_queue_ttl=...``); ``None`` values are ignored.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if app is not None:
+        app_obj = load_app(app) if isinstance(app, str) else app
+        values.update(_settings_from_app(app_obj))
+        if "broker_url" in values:
+            values["broker_url_source"] = "app"
+    env_url = next(((var, environ[var]) for var in BROKER_ENV_VARS if environ.get(var)), None)
+    if env_url is not None:
+        values["broker_url"], values["broker_url_source"] = env_url[1], env_url[0]
+    if broker_url:
+        values["broker_url"], values["broker_url_source"] = broker_url, "argument"
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except TypeError as exc:
+        raise ConfigurationError(f"unknown setting: {exc}") from None

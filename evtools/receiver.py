@@ -1,0 +1,305 @@
+"""Receiving events: decode, validate, keep the clock, localise timestamps, call handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import time
+import uuid as uuidlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from kombu import Connection, Consumer, Queue
+from kombu.clocks import LamportClock
+
+from .config import Settings, resolve_settings
+from .control import broadcast
+from .errors import ConfigurationError, MalformedEvent
+from .event import get_exchange
+from .tz import utcoffset
+
+__all__ = ("EventReceiver", "CLIENT_CLOCK_SKEW", "decode_body", "check_event")
+
+logger = logging.getLogger(__name__)
+
+#: Clients never synchronise their clocks: a task-sent gets the receiver's clock plus this.
+CLIENT_CLOCK_SKEW = -1
+
+#: How long one wait for a message lasts before checking ``should_stop`` and the timeout.
+SAFETY_INTERVAL = 1.0
+
+JSON_CONTENT_TYPE = "application/json"
+
+#: Content types named in drop counts; any other is counted as ``content-type:other``.
+KNOWN_CONTENT_TYPES = frozenset({
+    "application/x-python-serialize", "application/x-yaml", "application/x-msgpack",
+    "application/data", "text/plain",
+})
+
+_NUMBER_TYPES = (int, float)
+
+
+def decode_body(content_type: str | None, body: bytes | str) -> Any:
+    """Return the decoded JSON body of a message, refusing anything that is not JSON.
+
+    Raises :class:`MalformedEvent` (``content-type:...`` or ``not-json``) without ever
+    decoding a non-JSON body.
+    """
+    if content_type != JSON_CONTENT_TYPE:
+        known = content_type if content_type in KNOWN_CONTENT_TYPES else "other"
+        raise MalformedEvent(f"content-type:{known}", f"refused content type {content_type!r}")
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise MalformedEvent("not-json", str(exc)[:200]) from None
+
+
+def check_event(body: Any) -> dict[str, Any]:
+    """Return ``body`` if it is a usable event, else raise :class:`MalformedEvent`.
+
+    An event is a JSON object with a non-empty string ``type``; ``clock`` (if present) is
+    an integer; ``timestamp`` and ``utcoffset`` are finite numbers; ``hostname`` is a
+    string; task events carry a string ``uuid``.
+    """
+    if type(body) is not dict:
+        raise MalformedEvent("not-an-object", type(body).__name__)
+    type_ = body.get("type")
+    if type(type_) is not str or not type_:
+        raise MalformedEvent("missing-type" if type_ is None else "bad-field:type")
+    clock = body.get("clock")
+    if clock is not None and (type(clock) is not int or clock < 0):
+        raise MalformedEvent("bad-field:clock", repr(clock)[:80])
+    for key in ("timestamp", "utcoffset"):
+        value = body.get(key)
+        if value is not None and (type(value) not in _NUMBER_TYPES or not math.isfinite(value)):
+            raise MalformedEvent(f"bad-field:{key}", repr(value)[:80])
+    hostname = body.get("hostname")
+    if hostname is not None and type(hostname) is not str:
+        raise MalformedEvent("bad-field:hostname", repr(hostname)[:80])
+    if type_.startswith("task-") and type(body.get("uuid")) is not str:
+        raise MalformedEvent("bad-field:uuid", repr(body.get("uuid"))[:80])
+    return body
+
+
+class EventReceiver:
+    """Capture events from the event exchange, as ``celery.events.EventReceiver`` does.
+
+    ``channel`` is a :class:`kombu.Connection` (or a channel of one). ``handlers`` maps an
+    event type to a callable taking the event dict; ``'*'`` catches the types that have
+    no handler of their own. Only JSON messages are accepted; anything else, and any
+    message that is not a valid event, is dropped, counted in :attr:`dropped` by kind and
+    logged once per kind, and capture goes on.
+    """
+
+    def __init__(self, channel: Any, handlers: Mapping[str, Callable[[dict], Any]] | None = None,
+                 routing_key: str = "#", node_id: str | None = None, app: Any = None,
+                 queue_prefix: str | None = None, accept: Any = None,
+                 queue_ttl: float | None = None, queue_expires: float | None = None,
+                 queue_exclusive: bool | None = None, queue_durable: bool | None = None,
+                 *, settings: Settings | None = None, clock: LamportClock | None = None) -> None:
+        if settings is None:
+            settings = resolve_settings(app=app, environ={}) if app is not None else Settings()
+        if accept is not None and set(accept) - {"json", JSON_CONTENT_TYPE}:
+            raise ConfigurationError("evtools accepts JSON events only (accept must be ['json'])")
+        if isinstance(channel, Connection):
+            self._connection, self._channel = channel, None
+        else:
+            self._connection, self._channel = channel.connection.client, channel
+        self.app = app
+        self.handlers: dict[str, Callable[[dict], Any]] = {} if handlers is None else dict(handlers)
+        self.routing_key = routing_key
+        self.node_id = node_id or str(uuidlib.uuid4())
+        self.queue_prefix = queue_prefix or settings.event_queue_prefix
+        self.settings = settings
+        self.accept = {JSON_CONTENT_TYPE}
+        self.clock = clock if clock is not None else LamportClock()
+        self.exchange = get_exchange(self._connection, name=settings.event_exchange)
+        ttl = settings.event_queue_ttl if queue_ttl is None else queue_ttl
+        expires = settings.event_queue_expires if queue_expires is None else queue_expires
+        exclusive = settings.event_queue_exclusive if queue_exclusive is None else queue_exclusive
+        durable = settings.event_queue_durable if queue_durable is None else queue_durable
+        if exclusive and durable:
+            raise ConfigurationError("the event queue cannot be both exclusive and durable")
+        self.queue = Queue(f"{self.queue_prefix}.{self.node_id}", exchange=self.exchange,
+                           routing_key=self.routing_key, auto_delete=not durable,
+                           durable=durable, exclusive=exclusive, message_ttl=ttl,
+                           expires=expires)
+        #: Messages and events dropped, by kind (``not-json``, ``content-type:...``, ...).
+        self.dropped: Counter[str] = Counter()
+        #: Events handed to handlers so far.
+        self.event_count = 0
+        #: Time of the last message received (``time.time()``), or None.
+        self.last_message_at: float | None = None
+        self.should_stop = False
+
+    # -- the connection ------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The broker connection events are consumed from."""
+        return self._connection
+
+    @property
+    def channel(self) -> Any:
+        """The channel events are consumed on."""
+        return self._channel if self._channel is not None else self._connection.default_channel
+
+    def __enter__(self) -> EventReceiver:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.should_stop = True
+
+    # -- events --------------------------------------------------------------------------
+
+    def process(self, type: str, event: dict[str, Any]) -> None:
+        """Call the handler for ``type`` (or the ``'*'`` handler) with ``event``."""
+        handler = self.handlers.get(type) or self.handlers.get("*")
+        if handler is not None:
+            handler(event)
+
+    def event_from_message(self, body: dict[str, Any], localize: bool = True,
+                           now: Callable[[], float] = time.time) -> tuple[str, dict[str, Any]]:
+        """Prepare a decoded event: clock, local timestamp and ``local_received``; return (type, event).
+
+        A task-sent comes from a client whose clock is never synchronised, so it gets this
+        receiver's clock value minus one; an event without a clock gets the next value.
+        """
+        type_ = body["type"]
+        if type_ == "task-sent":
+            clock = body["clock"] = (self.clock.value or 1) + CLIENT_CLOCK_SKEW
+            self.clock.adjust(clock)
+        else:
+            clock = body.get("clock")
+            if clock is None:
+                body["clock"] = self.clock.forward()
+            else:
+                self.clock.adjust(clock)
+        if localize:
+            offset, timestamp = body.get("utcoffset"), body.get("timestamp")
+            if offset is not None and timestamp is not None:
+                body["timestamp"] = timestamp - (offset - utcoffset()) * 3600
+        body["local_received"] = now()
+        return type_, body
+
+    def _drop(self, error: MalformedEvent) -> None:
+        kind = error.kind
+        if kind not in self.dropped:
+            logger.warning("dropped a malformed event message (%s); further ones of this kind "
+                           "are counted, not logged", error)
+        self.dropped[kind] += 1
+
+    def _receive_body(self, body: Any) -> None:
+        events = body if type(body) is list else (body,)
+        for item in events:
+            try:
+                event = check_event(item)
+            except MalformedEvent as exc:
+                self._drop(exc)
+                continue
+            self.event_count += 1
+            self.process(*self.event_from_message(event))
+
+    def _on_message(self, message: Any) -> None:
+        self.last_message_at = time.time()
+        try:
+            body = decode_body(message.content_type, message.body)
+        except MalformedEvent as exc:
+            self._drop(exc)
+            return
+        self._receive_body(body)
+
+    # -- capturing -----------------------------------------------------------------------
+
+    def wakeup_workers(self, channel: Any = None) -> None:
+        """Ask every worker for a heartbeat now, so they show up at once."""
+        broadcast(self._connection, "heartbeat", channel=channel, settings=self.settings)
+
+    def itercapture(self, limit: int | None = None, timeout: float | None = None,
+                    wakeup: bool = True) -> Iterator[None]:
+        """Consume events, yielding after each message; stop after ``limit`` messages.
+
+        ``timeout`` is how long to wait with no message before raising :class:`TimeoutError`
+        (``socket.timeout``). ``wakeup`` first broadcasts the ``heartbeat`` control command.
+        """
+        connection = self._connection
+        channel = self.channel
+        consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
+                            no_ack=True, accept=self.accept)
+        consumer.consume()
+        try:
+            if wakeup:
+                self.wakeup_workers(channel=channel)
+            yield from self._drain(connection, limit, timeout)
+        finally:
+            try:
+                consumer.cancel()
+            except Exception:  # the connection may be gone already; nothing to cancel then
+                logger.debug("could not cancel the event consumer", exc_info=True)
+
+    consume = itercapture
+
+    def _drain(self, connection: Connection, limit: int | None,
+               timeout: float | None) -> Iterator[None]:
+        idle = 0.0
+        received = 0
+        while not self.should_stop:
+            wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
+            try:
+                connection.drain_events(timeout=wait)
+            except socket.timeout:
+                connection.heartbeat_check()
+                idle += wait
+                if timeout and idle >= timeout:
+                    raise
+                continue
+            except OSError:
+                if self.should_stop:
+                    return
+                raise
+            idle = 0.0
+            received += 1
+            yield None
+            if limit and received >= limit:
+                return
+
+    def capture(self, limit: int | None = None, timeout: float | None = None,
+                wakeup: bool = True) -> None:
+        """Consume events until ``limit`` messages, ``timeout`` idle seconds, or :attr:`should_stop`."""
+        for _ in self.itercapture(limit=limit, timeout=timeout, wakeup=wakeup):
+            pass
+
+    def run(self, wakeup: bool = True,
+            on_connection_lost: Callable[[Exception], None] | None = None,
+            on_connection_error: Callable[[Exception, float], None] | None = None,
+            interval_max: float = 32.0) -> None:
+        """Capture until :attr:`should_stop`, reconnecting with capped backoff when the broker is lost.
+
+        ``on_connection_lost(exc)`` is called when an established connection drops;
+        ``on_connection_error(exc, interval)`` before each wait while reconnecting.
+        """
+        if self._channel is not None:
+            raise ConfigurationError("run() reconnects, so it needs a Connection, not a channel")
+        connection = self._connection
+        errors = connection.connection_errors + connection.channel_errors
+        while not self.should_stop:
+            try:
+                connection.ensure_connection(errback=on_connection_error, max_retries=None,
+                                             interval_start=1, interval_step=2,
+                                             interval_max=interval_max)
+                self.capture(wakeup=wakeup)
+            except errors as exc:
+                if self.should_stop:
+                    return
+                if on_connection_lost is not None:
+                    on_connection_lost(exc)
+                self._reset_connection()
+
+    def _reset_connection(self) -> None:
+        try:
+            self._connection.close()
+        except Exception:  # closing a dead connection may fail; it is being replaced anyway
+            logger.debug("error while closing a lost connection", exc_info=True)

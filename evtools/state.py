@@ -1,0 +1,816 @@
+"""The cluster model built from events: :class:`State`, its :class:`Task` and :class:`Worker`.
+
+Public behaviour follows ``celery.events.state``; the differences are deliberate and
+listed in ``docs/compatibility.md`` (every index is bounded, indexes hold tasks by
+uuid rather than by weak reference, ``tasks_by_worker`` is keyed by the worker that
+ran the task).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from itertools import islice
+from typing import Any
+
+from . import states
+from .lru import LRUMap
+from .timeline import Timeline, time_key
+
+__all__ = ("State", "Task", "Worker", "TaskSet", "heartbeat_expires",
+           "HEARTBEAT_EXPIRE_WINDOW", "HEARTBEAT_DRIFT_MAX")
+
+logger = logging.getLogger(__name__)
+
+#: Percentage of a worker's heartbeat interval after which it counts as offline.
+HEARTBEAT_EXPIRE_WINDOW = 200
+
+#: Seconds between an event's timestamp and its arrival beyond which clocks look out of sync.
+HEARTBEAT_DRIFT_MAX = 16
+
+DRIFT_WARNING = ("Substantial drift from %s may mean clocks are out of sync.  Current drift is "
+                 "%s seconds.  [orig: %s recv: %s]")
+
+#: The state each task event subject moves a task to.
+TASK_EVENT_TO_STATE = {
+    "sent": states.PENDING,
+    "received": states.RECEIVED,
+    "started": states.STARTED,
+    "failed": states.FAILURE,
+    "retried": states.RETRY,
+    "succeeded": states.SUCCESS,
+    "revoked": states.REVOKED,
+    "rejected": states.REJECTED,
+}
+
+#: Fields whose values repeat across many tasks: one shared string each.
+_SHARED_STRINGS = frozenset({"name", "hostname", "type", "exchange", "routing_key", "queue",
+                             "client", "sw_ident", "sw_ver", "sw_sys"})
+
+
+def heartbeat_expires(timestamp: float, freq: float = 60,
+                      expire_window: float = HEARTBEAT_EXPIRE_WINDOW) -> float:
+    """Return when a worker that sent a heartbeat at ``timestamp`` every ``freq`` s expires."""
+    if isinstance(freq, Decimal):
+        freq = float(freq)
+    if isinstance(timestamp, Decimal):
+        timestamp = float(timestamp)
+    return timestamp + freq * (expire_window / 1e2)
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    """Return ``value`` if it is a finite real number, else ``default``."""
+    if type(value) is float:
+        return value if math.isfinite(value) else default
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return float(value)
+    return default
+
+
+class _FieldDefaults:
+    """Mixin: slots that were never set read as their class default instead of raising."""
+
+    __slots__ = ()
+    _defaults: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._defaults[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+
+class Worker(_FieldDefaults):
+    """What is known of one worker, from its heartbeats and the task events it sent."""
+
+    heartbeat_max = 4
+    expire_window = HEARTBEAT_EXPIRE_WINDOW
+
+    _fields = ("hostname", "pid", "freq", "heartbeats", "clock", "active", "processed",
+               "loadavg", "sw_ident", "sw_ver", "sw_sys")
+    __slots__ = _fields + ("utcoffset", "timestamp", "type", "local_received", "_drift_warned",
+                           "_id", "__dict__", "__weakref__")
+    _defaults = {"utcoffset": None, "timestamp": None, "type": None, "local_received": None}
+
+    def __init__(self, hostname: str | None = None, pid: int | None = None, freq: float = 60,
+                 heartbeats: list[float] | None = None, clock: int = 0, active: int | None = None,
+                 processed: int | None = None, loadavg: list[float] | None = None,
+                 sw_ident: str | None = None, sw_ver: str | None = None,
+                 sw_sys: str | None = None) -> None:
+        self.hostname = hostname
+        self.pid = pid
+        self.freq = freq
+        self.heartbeats = [] if heartbeats is None else heartbeats
+        self.clock = clock or 0
+        self.active = active
+        self.processed = processed
+        self.loadavg = loadavg
+        self.sw_ident = sw_ident
+        self.sw_ver = sw_ver
+        self.sw_sys = sw_sys
+        self._drift_warned = False
+        self._id: tuple[Any, str] | None = None
+
+    def __reduce__(self) -> tuple:
+        return self.__class__, (self.hostname, self.pid, self.freq, self.heartbeats, self.clock,
+                                self.active, self.processed, self.loadavg, self.sw_ident,
+                                self.sw_ver, self.sw_sys)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Worker):
+            return self.hostname == other.hostname
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.hostname)
+
+    def event(self, type_: str | None, timestamp: float | None = None,
+              local_received: float | None = None, fields: Mapping[str, Any] | None = None,
+              max_drift: float = HEARTBEAT_DRIFT_MAX) -> None:
+        """Apply one event: set its fields, then record a heartbeat (or forget them when offline)."""
+        if fields:
+            self._apply(fields)
+        if type_ == "offline":
+            self.heartbeats.clear()
+            return
+        if not local_received or not timestamp:
+            return
+        try:
+            drift = abs(int(local_received) - int(timestamp))
+        except (TypeError, ValueError, OverflowError):
+            return
+        if drift > max_drift and not self._drift_warned:
+            self._drift_warned = True
+            self._warn_drift(drift, local_received, timestamp)
+        heartbeats = self.heartbeats
+        if len(heartbeats) > self.heartbeat_max - 1:
+            heartbeats.pop(0)
+        if heartbeats and local_received > heartbeats[-1]:
+            heartbeats.append(local_received)
+        else:
+            bisect.insort(heartbeats, local_received)
+
+    def _warn_drift(self, drift: float, local_received: float, timestamp: float) -> None:
+        try:
+            orig, recv = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(local_received)
+        except (OverflowError, OSError, ValueError):
+            orig, recv = timestamp, local_received
+        logger.warning(DRIFT_WARNING, self.hostname, drift, recv, orig)
+
+    def _apply(self, fields: Mapping[str, Any]) -> None:
+        settable = _WORKER_SETTABLE
+        for key, value in fields.items():
+            if key in settable:
+                if key in _SHARED_STRINGS and type(value) is str:
+                    value = sys.intern(value)
+                object.__setattr__(self, key, value)
+            elif type(key) is str and key not in _WORKER_RESERVED and not key.startswith("_"):
+                self.__dict__[key] = value
+
+    def update(self, f: Mapping[str, Any], **kw: Any) -> None:
+        """Set attributes from a mapping (and keywords)."""
+        for key, value in (dict(f, **kw) if kw else f).items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"<Worker: {self.hostname} ({self.status_string} clock:{self.clock})>"
+
+    @property
+    def status_string(self) -> str:
+        """``ONLINE`` or ``OFFLINE``."""
+        return "ONLINE" if self.alive else "OFFLINE"
+
+    @property
+    def heartbeat_expires(self) -> float:
+        """When this worker counts as offline unless another heartbeat arrives."""
+        return heartbeat_expires(self.heartbeats[-1], _number(self.freq, 60.0), self.expire_window)
+
+    @property
+    def alive(self) -> bool:
+        """True while the last heartbeat has not expired."""
+        return bool(self.heartbeats and time.time() < self.heartbeat_expires)
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the last heartbeat was received, or None before any."""
+        return time.time() - self.heartbeats[-1] if self.heartbeats else None
+
+    @property
+    def id(self) -> str:
+        """``hostname.pid``: this worker as the origin of events."""
+        cached = self._id
+        if cached is None or cached[0] is not self.pid:
+            cached = self._id = (self.pid, f"{self.hostname}.{self.pid}")
+        return cached[1]
+
+
+_WORKER_SETTABLE = frozenset(Worker.__slots__) - {"heartbeats", "_drift_warned", "_id",
+                                                  "__dict__", "__weakref__"}
+_WORKER_RESERVED = frozenset(name for name in dir(Worker)) | {"event", "heartbeats"}
+
+
+class TaskSet:
+    """A live, read-only set of tasks held by uuid (what Celery keeps in a ``WeakSet``).
+
+    Iterating yields the :class:`Task` objects still in the state; tasks the state forgot
+    drop out. ``len()`` counts those too.
+    """
+
+    __slots__ = ("uuids", "_tasks")
+
+    def __init__(self, tasks: Mapping[str, Task], uuids: Iterable[str] = ()) -> None:
+        self._tasks = tasks
+        self.uuids: dict[str, None] = dict.fromkeys(uuids)
+
+    def add(self, task: Task) -> None:
+        """Add ``task`` (by its uuid)."""
+        self.uuids[task.uuid] = None
+
+    def discard(self, task: Task | str) -> None:
+        """Remove a task or uuid if present."""
+        self.uuids.pop(task if isinstance(task, str) else task.uuid, None)
+
+    def update(self, tasks: Iterable[Task]) -> None:
+        """Add several tasks."""
+        for task in tasks:
+            self.uuids[task.uuid] = None
+
+    def __iter__(self) -> Iterator[Task]:
+        get = self._tasks.get
+        for uuid in list(self.uuids):
+            task = get(uuid)
+            if task is not None:
+                yield task
+
+    def __len__(self) -> int:
+        get = self._tasks.get
+        return sum(1 for uuid in self.uuids if get(uuid) is not None)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
+
+    def __contains__(self, task: object) -> bool:
+        uuid = getattr(task, "uuid", None)
+        return uuid in self.uuids and self._tasks.get(uuid) is task
+
+    def __repr__(self) -> str:
+        return f"<TaskSet: {len(self)} tasks>"
+
+
+class Task(_FieldDefaults):
+    """What is known of one task, merged from its events in whatever order they arrived."""
+
+    _fields = ("uuid", "name", "state", "received", "sent", "started", "rejected", "succeeded",
+               "failed", "retried", "revoked", "args", "kwargs", "eta", "expires", "retries",
+               "worker", "result", "exception", "timestamp", "runtime", "traceback", "exchange",
+               "routing_key", "clock", "client", "root", "root_id", "parent", "parent_id",
+               "children")
+    _event_fields = ("hostname", "pid", "utcoffset", "local_received", "type", "queue",
+                     "terminated", "signum", "expired", "requeue")
+    __slots__ = tuple(f for f in _fields if f not in {"root", "parent", "children"}) + \
+        _event_fields + ("cluster_state", "_children", "_newest", "_oldest", "_indexed",
+                         "__dict__", "__weakref__")
+    _defaults = dict.fromkeys(_fields + _event_fields)
+    _defaults.update(state=states.PENDING, clock=0, _children=None, _newest=None,
+                     _oldest=None, _indexed=None, cluster_state=None)
+
+    #: How to merge an event that logically happened before the current state: only these
+    #: fields are taken from an event moving to that state (a late task-received still
+    #: supplies the name and arguments, but not its state).
+    merge_rules = {
+        states.RECEIVED: ("name", "args", "kwargs", "parent_id", "root_id", "retries", "eta",
+                          "expires"),
+    }
+
+    #: What :meth:`info` shows by default.
+    _info_fields = ("args", "kwargs", "retries", "result", "eta", "runtime", "expires",
+                    "exception", "exchange", "routing_key", "root_id", "parent_id")
+
+    def __init__(self, uuid: str | None = None, cluster_state: State | None = None,
+                 children: Iterable[str] | None = None, **kwargs: Any) -> None:
+        self.uuid = uuid
+        self.state = states.PENDING
+        self.clock = 0
+        self.cluster_state = cluster_state
+        self._newest = self._oldest = self._indexed = None
+        self._children = None
+        if children:
+            self._children_set().uuids.update(dict.fromkeys(children))
+        if kwargs:
+            kwargs.pop("root", None)
+            kwargs.pop("parent", None)
+            state = kwargs.pop("state", None)
+            self._apply(kwargs)
+            if state is not None:
+                self.state = state
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Task):
+            return self.uuid == other.uuid
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.uuid)
+
+    def event(self, type_: str, timestamp: float | None = None, local_received: float | None = None,
+              fields: Mapping[str, Any] | None = None) -> None:
+        """Merge one event (``type_`` is the subject: ``'succeeded'``) into this task."""
+        fields = fields or {}
+        state = TASK_EVENT_TO_STATE.get(type_)
+        if state is not None:
+            setattr(self, type_, timestamp)  # e.g. task.succeeded = timestamp
+        else:
+            state = type_.upper()  # a custom state such as PROGRESS
+        current = self.state
+        if (state != states.RETRY and current != states.RETRY
+                and states.precedence(state) > states.precedence(current)):
+            # This event happened before the state the task is in: merge, don't move back.
+            keep = self.merge_rules.get(state)
+            if keep is not None:
+                fields = {k: v for k, v in fields.items() if k in keep}
+            self._apply(fields)
+        else:
+            self._apply(fields)
+            self.state = state
+            self.timestamp = timestamp
+
+    def _apply(self, fields: Mapping[str, Any]) -> None:
+        settable = _TASK_SETTABLE
+        for key, value in fields.items():
+            if key in settable:
+                if type(value) is str and key in _SHARED_STRINGS:
+                    value = sys.intern(value)
+                object.__setattr__(self, key, value)
+            elif type(key) is str and key not in _TASK_RESERVED and not key.startswith("_"):
+                self.__dict__[key] = value
+
+    def info(self, fields: Iterable[str] | None = None, extra: Iterable[str] | None = None) -> dict[str, Any]:
+        """Return the fields worth showing (those that are not None)."""
+        keys = list(self._info_fields if fields is None else fields) + list(extra or ())
+        found = {}
+        for key in keys:
+            value = getattr(self, key, None)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def __repr__(self) -> str:
+        return f"<Task: {self.name}({self.uuid}) {self.state} clock:{self.clock}>"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the public fields as plain data (children, root and parent as ids)."""
+        result = {}
+        for key in self._fields:
+            if key == "children":
+                result[key] = [task.id for task in self.children]
+            elif key == "root":
+                result[key] = self.root_id
+            elif key == "parent":
+                result[key] = self.parent_id
+            else:
+                result[key] = getattr(self, key)
+        return result
+
+    def __reduce__(self) -> tuple:
+        fields = self.as_dict()
+        fields.update((k, getattr(self, k)) for k in self._event_fields if getattr(self, k) is not None)
+        fields.update(self.__dict__)
+        return _rebuild_task, (self.__class__, fields)
+
+    @property
+    def id(self) -> str | None:
+        """The task's uuid."""
+        return self.uuid
+
+    @property
+    def origin(self) -> str | None:
+        """Who sent the last event: the client, or ``hostname.pid`` of the worker."""
+        return self.client if self.worker is None else self.worker.id
+
+    @property
+    def ready(self) -> bool:
+        """True once the task succeeded, failed or was revoked."""
+        return self.state in states.READY_STATES
+
+    @property
+    def children(self) -> TaskSet:
+        """The tasks whose ``parent_id`` is this task, among those still in the state."""
+        return self._children_set()
+
+    def _children_set(self) -> TaskSet:
+        children = self._children
+        if children is None:
+            tasks = self.cluster_state.tasks.data if self.cluster_state is not None else {}
+            children = self._children = TaskSet(tasks)
+        return children
+
+    @property
+    def parent(self) -> Task | None:
+        """The parent task, if it is in the state."""
+        return self._lookup(self.parent_id)
+
+    @property
+    def root(self) -> Task | None:
+        """The root task of this task's workflow, if it is in the state."""
+        return self._lookup(self.root_id)
+
+    def _lookup(self, uuid: str | None) -> Task | None:
+        if not uuid or self.cluster_state is None:
+            return None
+        return self.cluster_state.tasks.data.get(uuid)
+
+
+_TASK_SETTABLE = frozenset(Task._fields + Task._event_fields) - {"root", "parent", "children",
+                                                                  "worker", "uuid", "state"}
+_TASK_RESERVED = frozenset(dir(Task)) | {"cluster_state", "worker", "children", "root", "parent",
+                                         "event", "uuid", "state"}
+
+
+def _rebuild_task(cls: type[Task], fields: dict[str, Any]) -> Task:
+    fields = dict(fields)
+    uuid = fields.pop("uuid", None)
+    children = fields.pop("children", None)
+    worker = fields.pop("worker", None)
+    task = cls(uuid, children=children, **fields)
+    task.worker = worker
+    return task
+
+
+class _TaskIndex(dict):
+    """A mapping of key -> :class:`TaskSet`, callable for a time-ordered listing (Celery's API)."""
+
+    def __init__(self, lister: Callable[..., Iterator[tuple[str, Task]]], tasks: Mapping[str, Task]) -> None:
+        super().__init__()
+        self._lister = lister
+        self._tasks = tasks
+
+    def __missing__(self, key: str) -> TaskSet:
+        return TaskSet(self._tasks)
+
+    def __call__(self, key: str, limit: int | None = None, reverse: bool = True) -> Iterator[tuple[str, Task]]:
+        return self._lister(key, limit=limit, reverse=reverse)
+
+    def add(self, key: str, task: Task) -> None:
+        found = dict.get(self, key)
+        if found is None:
+            found = self[key] = TaskSet(self._tasks)
+        found.uuids[task.uuid] = None
+
+    def discard(self, key: str, uuid: str) -> None:
+        found = dict.get(self, key)
+        if found is not None:
+            found.uuids.pop(uuid, None)
+            if not found.uuids:
+                del self[key]
+
+
+class State:
+    """The cluster as events describe it: workers, tasks, and indexes over them.
+
+    Feed it with :meth:`event` (typically as the receiver's ``'*'`` handler). Every map it
+    keeps is bounded: ``max_tasks_in_memory`` tasks and ``max_workers_in_memory`` workers,
+    least recently updated forgotten first, and every index forgets what they forget.
+    """
+
+    Worker = Worker
+    Task = Task
+    heap_multiplier = 4  # kept for Celery compatibility; the timeline needs no multiplier
+
+    def __init__(self, callback: Callable[[State, dict], None] | None = None,
+                 workers: Mapping[str, Worker] | None = None, tasks: Mapping[str, Task] | None = None,
+                 taskheap: Any = None, max_workers_in_memory: int = 5000,
+                 max_tasks_in_memory: int = 10000,
+                 on_node_join: Callable[[Worker], None] | None = None,
+                 on_node_leave: Callable[[Worker], None] | None = None,
+                 tasks_by_type: Any = None, tasks_by_worker: Any = None) -> None:
+        self.event_callback = callback
+        self.max_workers_in_memory = max_workers_in_memory
+        self.max_tasks_in_memory = max_tasks_in_memory
+        self.on_node_join = on_node_join
+        self.on_node_leave = on_node_leave
+        self.event_count = 0
+        self.task_count = 0
+        self.handlers: dict[str, Callable[[str, dict], Any]] = {}
+        #: Events the state could not use, by kind (``task-without-uuid``, ``no-type``...).
+        self.dropped: Counter[str] = Counter()
+        self._mutex = threading.RLock()
+        self.workers = self._adopt(workers, max_workers_in_memory, None)
+        self.tasks = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
+        self._timeline = Timeline(self.tasks.data)
+        self._seen_types: LRUMap[str, None] = LRUMap(max_tasks_in_memory)
+        self._pending_children: LRUMap[str, set[str]] = LRUMap(max_tasks_in_memory)
+        self.tasks_by_type = _TaskIndex(self._tasks_by_type, self.tasks.data)
+        self.tasks_by_worker = _TaskIndex(self._tasks_by_worker, self.tasks.data)
+        if self.tasks:
+            self._reindex()
+
+    @staticmethod
+    def _adopt(given: Mapping | None, limit: int, on_evict: Callable | None) -> LRUMap:
+        if isinstance(given, LRUMap):
+            given.on_evict = on_evict
+            return given
+        adopted: LRUMap = LRUMap(limit, on_evict)
+        if given:
+            adopted.data.update(getattr(given, "data", given))
+        return adopted
+
+    # -- locking ---------------------------------------------------------------------------
+
+    def freeze_while(self, fun: Callable[..., Any], *args: Any, clear_after: bool = False,
+                     **kwargs: Any) -> Any:
+        """Call ``fun`` with no event applied meanwhile; then clear if ``clear_after``."""
+        with self._mutex:
+            try:
+                return fun(*args, **kwargs)
+            finally:
+                if clear_after:
+                    self._clear()
+
+    def clear_tasks(self, ready: bool = True) -> None:
+        """Forget finished tasks (``ready=True``) or all tasks."""
+        with self._mutex:
+            self._clear_tasks(ready)
+
+    def _clear_tasks(self, ready: bool = True) -> None:
+        if ready:
+            keep = [(uuid, task) for uuid, task in self.tasks.data.items()
+                    if task.state not in states.READY_STATES]
+        else:
+            keep = []
+        self.tasks.data.clear()
+        self.tasks.data.update(keep)
+        self._reindex()
+
+    def _clear(self, ready: bool = True) -> None:
+        self.workers.clear()
+        self._clear_tasks(ready)
+        self.event_count = 0
+        self.task_count = 0
+
+    def clear(self, ready: bool = True) -> None:
+        """Forget all workers and (finished, or all) tasks; reset the counters."""
+        with self._mutex:
+            self._clear(ready)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def get_or_create_worker(self, hostname: str, **kwargs: Any) -> tuple[Worker, bool]:
+        """Return ``(worker, created)`` for ``hostname``, updating it with ``kwargs``."""
+        try:
+            worker = self.workers[hostname]
+        except KeyError:
+            worker = self.workers[hostname] = self.Worker(hostname, **kwargs)
+            return worker, True
+        if kwargs:
+            worker.update(kwargs)
+        return worker, False
+
+    def get_or_create_task(self, uuid: str) -> tuple[Task, bool]:
+        """Return ``(task, created)`` for ``uuid``."""
+        try:
+            return self.tasks[uuid], False
+        except KeyError:
+            return self._new_task(uuid), True
+
+    # -- applying events -------------------------------------------------------------------
+
+    def event(self, event: dict[str, Any]) -> Any:
+        """Apply one event; return ``((task_or_worker, created), subject)`` as Celery does."""
+        with self._mutex:
+            return self._event(event)
+
+    def task_event(self, type_: str, fields: Mapping[str, Any]) -> Any:
+        """Apply a task event given its subject (deprecated in Celery; use :meth:`event`)."""
+        result = self._event(dict(fields, type=f"task-{type_}"))
+        return result[0] if result else None
+
+    def worker_event(self, type_: str, fields: Mapping[str, Any]) -> Any:
+        """Apply a worker event given its subject (deprecated in Celery; use :meth:`event`)."""
+        result = self._event(dict(fields, type=f"worker-{type_}"))
+        return result[0] if result else None
+
+    def _drop(self, kind: str) -> None:
+        if kind not in self.dropped:
+            logger.warning("state: ignoring an event: %s (counted from now on)", kind)
+        self.dropped[kind] += 1
+
+    def _event(self, event: dict[str, Any]) -> Any:
+        self.event_count += 1
+        if self.event_callback:
+            self.event_callback(self, event)
+        try:
+            type_ = event["type"]
+        except (KeyError, TypeError):
+            self._drop("no-type")
+            return None
+        if type(type_) is not str:
+            self._drop("no-type")
+            return None
+        group, _, subject = type_.partition("-")
+        handler = self.handlers.get(group)
+        if handler is not None:
+            return handler(subject, event), subject
+        if group == "task":
+            result = self._task_event(subject, event)
+        elif group == "worker":
+            result = self._worker_event(subject, event)
+        else:
+            return None
+        return None if result is None else (result, subject)
+
+    def _worker_event(self, subject: str, event: dict[str, Any]) -> tuple[Worker, bool] | None:
+        hostname = event.get("hostname")
+        if type(hostname) is not str:
+            self._drop("worker-without-hostname")
+            return None
+        is_offline = subject == "offline"
+        worker = self.workers.data.get(hostname)
+        created = False
+        if worker is None:
+            worker = self.Worker(hostname)
+            if not is_offline:
+                self.workers[hostname] = worker
+                created = True
+        worker.event(subject, _number(event.get("timestamp"), 0.0) or None,
+                     _number(event.get("local_received"), 0.0) or None, event)
+        if self.on_node_join and (created or subject == "online"):
+            self.on_node_join(worker)
+        if is_offline and self.on_node_leave:
+            # As in Celery: an offline worker is forgotten only when someone listens for it.
+            self.on_node_leave(worker)
+            self.workers.data.pop(hostname, None)
+        return worker, created
+
+    def _new_task(self, uuid: str) -> Task:
+        task = self.Task(uuid, cluster_state=self)
+        self.tasks[uuid] = task
+        return task
+
+    def _task_event(self, subject: str, event: dict[str, Any]) -> tuple[Task, bool] | None:
+        uuid = event.get("uuid")
+        if type(uuid) is not str or not uuid:
+            self._drop("task-without-uuid")
+            return None
+        hostname = event.get("hostname")
+        if type(hostname) is not str:
+            hostname = ""
+        timestamp = _number(event.get("timestamp"), 0.0)
+        local_received = _number(event.get("local_received"), 0.0)
+        clock = event.get("clock")
+        if type(clock) is not int:
+            clock = 0
+        task = self.tasks.data.get(uuid)
+        created = task is None
+        if created:
+            task = self._new_task(uuid)
+        if subject == "sent":  # sent by a client, not by a worker
+            task.client = hostname
+            origin = hostname
+        elif hostname:
+            worker = self.workers.data.get(hostname)
+            if worker is None:
+                worker = self.workers[hostname] = self.Worker(hostname)
+            task.worker = worker
+            if local_received:
+                # Celery passes these two swapped here: the worker's heartbeat list gets the
+                # event's own timestamp. Kept, so liveness matches Celery's.
+                worker.event(None, local_received, timestamp)
+            origin = worker.id
+        else:
+            origin = ""
+        self._timeline.add(task, time_key(clock, origin, timestamp, uuid))
+        if subject == "received":
+            self.task_count += 1
+        task.event(subject, event.get("timestamp"), event.get("local_received"), event)
+        self._index(task)
+        return task, created
+
+    def _index(self, task: Task) -> None:
+        """File ``task`` by type, by worker and under its parent, as soon as each is known."""
+        name = task.name
+        worker = task.worker
+        indexed = task._indexed
+        key = (name, worker.hostname if worker is not None else None, task.parent_id)
+        if indexed == key:
+            if task._children is None and task.uuid in self._pending_children.data:
+                self._adopt_children(task)
+            return
+        old_name, old_host, old_parent = indexed or (None, None, None)
+        uuid = task.uuid
+        if name != old_name and type(name) is str:
+            if old_name is not None:
+                self.tasks_by_type.discard(old_name, uuid)
+            self.tasks_by_type.add(name, task)
+            self._seen_types[name] = None
+        if key[1] != old_host and key[1] is not None:
+            if old_host is not None:
+                self.tasks_by_worker.discard(old_host, uuid)
+            self.tasks_by_worker.add(key[1], task)
+        parent_id = task.parent_id
+        if parent_id != old_parent and type(parent_id) is str and parent_id:
+            parent = self.tasks.data.get(parent_id)
+            if parent is not None:
+                self.tasks.data.move_to_end(parent_id)  # a parent in use stays, as in Celery
+                parent._children_set().add(task)
+            else:
+                waiting = self._pending_children.data.get(parent_id)
+                if waiting is None:
+                    waiting = self._pending_children[parent_id] = set()
+                waiting.add(uuid)
+        task._indexed = key
+        if uuid in self._pending_children.data:
+            self._adopt_children(task)
+
+    def _adopt_children(self, task: Task) -> None:
+        waiting = self._pending_children.data.pop(task.uuid, None)
+        if waiting:
+            task._children_set().uuids.update(dict.fromkeys(waiting))
+
+    def _forget_task(self, uuid: str, task: Task) -> None:
+        """Remove an evicted task from every index (called by the task map)."""
+        indexed = task._indexed
+        if indexed is not None:
+            name, host, parent_id = indexed
+            if name is not None:
+                self.tasks_by_type.discard(name, uuid)
+            if host is not None:
+                self.tasks_by_worker.discard(host, uuid)
+            if parent_id:
+                parent = self.tasks.data.get(parent_id)
+                if parent is not None and parent._children is not None:
+                    parent._children.uuids.pop(uuid, None)
+                waiting = self._pending_children.data.get(parent_id)
+                if waiting is not None:
+                    waiting.discard(uuid)
+                    if not waiting:
+                        del self._pending_children.data[parent_id]
+        task._newest = task._oldest = None
+
+    def _reindex(self) -> None:
+        """Rebuild every index from the tasks (after a clear, or from a pickle)."""
+        self.tasks_by_type.clear()
+        self.tasks_by_worker.clear()
+        self._pending_children.clear()
+        self._timeline = Timeline(self.tasks.data)
+        for task in self.tasks.data.values():
+            task.cluster_state = self
+            task._indexed = None
+            if task._children is not None:
+                task._children._tasks = self.tasks.data
+        for task in self.tasks.data.values():
+            self._index(task)
+            task._newest = task._oldest = None
+            origin = task.origin or ""
+            clock = task.clock if type(task.clock) is int else 0
+            self._timeline.add(task, time_key(clock, origin, _number(task.timestamp), task.uuid))
+
+    def rebuild_taskheap(self) -> None:
+        """Rebuild the time ordering from the tasks (Celery's name)."""
+        with self._mutex:
+            self._reindex()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, Task]]:
+        """Yield ``(uuid, task)``, least recently updated first."""
+        return islice(list(self.tasks.data.items()), limit)
+
+    def tasks_by_time(self, limit: int | None = None, reverse: bool = True) -> Iterator[tuple[str, Task]]:
+        """Yield ``(uuid, task)`` by event clock: newest event first (or oldest first)."""
+        return islice(self._timeline.iter_tasks(reverse), limit)
+
+    tasks_by_timestamp = tasks_by_time
+
+    def _tasks_by_type(self, name: str, limit: int | None = None,
+                       reverse: bool = True) -> Iterator[tuple[str, Task]]:
+        return islice(((uuid, task) for uuid, task in self.tasks_by_time(reverse=reverse)
+                       if task.name == name), limit)
+
+    def _tasks_by_worker(self, hostname: str, limit: int | None = None,
+                         reverse: bool = True) -> Iterator[tuple[str, Task]]:
+        return islice(((uuid, task) for uuid, task in self.tasks_by_time(reverse=reverse)
+                       if task.worker is not None and task.worker.hostname == hostname), limit)
+
+    def task_types(self) -> list[str]:
+        """Return the sorted names of the task types seen."""
+        return sorted(self._seen_types.data)
+
+    def alive_workers(self) -> Iterator[Worker]:
+        """Yield the workers whose heartbeat has not expired."""
+        return (w for w in list(self.workers.data.values()) if w.alive)
+
+    def __repr__(self) -> str:
+        return f"<State: events={self.event_count} tasks={self.task_count}>"
+
+    def __reduce__(self) -> tuple:
+        return self.__class__, (self.event_callback, self.workers, self.tasks, None,
+                                self.max_workers_in_memory, self.max_tasks_in_memory,
+                                self.on_node_join, self.on_node_leave)
