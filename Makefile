@@ -1,0 +1,58 @@
+# evtools developer tasks.  `make` (or `make help`) lists the targets.
+
+PYTHON3     ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+# Packages the tests need from the system: real brokers, tmux (evtop tests) and man (man page).
+APT_PACKAGES := redis-server rabbitmq-server tmux man-db
+RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
+# Use sudo only when not root and sudo exists.
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv system-deps test clean
+
+help: ## list the targets
+	@echo "Targets:"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  \1\t\2/' | expand -t 16
+
+venv: $(VENV)/.installed ## create .venv and install evtools[test,redis] (editable) into it
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,redis]'
+	touch $@
+
+# Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
+# (policy-rc.d usually prevents it); if the install started one anyway, it is stopped again.
+# Tests never use the default ports, so a system broker that keeps running does no harm.
+system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get if missing
+	@if command -v redis-server >/dev/null 2>&1 && [ -x $(RABBITMQ_SERVER) ] \
+	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1; then \
+	    echo "system-deps: redis-server, rabbitmq-server, tmux and man are installed"; \
+	else \
+	    set -e; \
+	    new=""; \
+	    for pkg in redis-server rabbitmq-server; do \
+	        dpkg -s $$pkg >/dev/null 2>&1 || new="$$new $$pkg"; \
+	    done; \
+	    $(SUDO) apt-get update; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
+	    for svc in $$new; do \
+	        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet $$svc 2>/dev/null; then \
+	            $(SUDO) systemctl stop $$svc || true; \
+	        elif [ -x /etc/init.d/$$svc ] && command -v service >/dev/null 2>&1; then \
+	            $(SUDO) service $$svc stop >/dev/null 2>&1 || true; \
+	        fi; \
+	    done; \
+	fi
+
+test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
+	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+clean: ## remove .venv, build output and caches
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .servers
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

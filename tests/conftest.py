@@ -1,0 +1,123 @@
+"""Shared pytest fixtures: real Redis and RabbitMQ brokers (see tests/servers.py).
+
+``make test`` runs pytest under ``python -m tests.servers run``, which starts the brokers once and
+passes their URLs in EVTOOLS_TEST_REDIS_URL / EVTOOLS_TEST_AMQP_URL.  Without those variables
+(a plain ``pytest``) the session fixtures start their own brokers.  A broker that can't be started
+fails the tests that need it; nothing is ever skipped for want of a broker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from os import environ
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.servers import (BrokerServer, RabbitServer, RedisServer, ServerError, epmd_running,
+                           free_port, port_open, stop_idle_epmd)
+
+REDIS_URL_VAR = "EVTOOLS_TEST_REDIS_URL"
+AMQP_URL_VAR = "EVTOOLS_TEST_AMQP_URL"
+DEFAULT_PORTS = {"redis": 6379, "amqp": 5672}
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    """Handle SIGTERM like Ctrl-C, so pytest still runs fixture teardown (stopping brokers)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the SIGTERM handler unless someone else handles SIGTERM already."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put the default SIGTERM handling back."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _sigterm_to_interrupt):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _url_from_env(var: str) -> str | None:
+    """The broker URL given in the environment, after checking that something listens there."""
+    url = environ.get(var)
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    if not port_open(port, host, timeout=5):
+        pytest.fail(f"{var}={url}, but nothing accepts connections on {host}:{port}", pytrace=False)
+    return url
+
+
+@contextmanager
+def _dedicated(cls: type[BrokerServer], purpose: str) -> Iterator[BrokerServer]:
+    """Start a fresh server in its own temp dir, fail loudly if that is impossible, clean up after."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"evtools-{cls.name}-"))
+    had_epmd = cls is not RabbitServer or epmd_running()
+    server = cls(free_port(), workdir)
+    try:
+        try:
+            server.start()
+        except (ServerError, OSError) as exc:
+            pytest.fail(f"could not start {cls.name} for {purpose}: {exc}", pytrace=False)
+        yield server
+    finally:
+        server.stop()
+        if not had_epmd:
+            stop_idle_epmd()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the session's Redis (from EVTOOLS_TEST_REDIS_URL, else started here)."""
+    url = _url_from_env(REDIS_URL_VAR)
+    if url:
+        yield url
+        return
+    with _dedicated(RedisServer, "the test session") as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """URL of the session's RabbitMQ (from EVTOOLS_TEST_AMQP_URL, else started here)."""
+    url = _url_from_env(AMQP_URL_VAR)
+    if url:
+        yield url
+        return
+    with _dedicated(RabbitServer, "the test session") as server:
+        yield server.url
+
+
+@pytest.fixture(params=["redis", "rabbitmq"], ids=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The session broker URL, once for Redis and once for RabbitMQ."""
+    return request.getfixturevalue("redis_url" if request.param == "redis" else "amqp_url")
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A dedicated, running Redis for this test alone (free to kill/restart); stopped afterwards."""
+    with _dedicated(RedisServer, "own_redis") as server:
+        assert isinstance(server, RedisServer)
+        yield server
+
+
+@pytest.fixture
+def own_rabbit() -> Iterator[RabbitServer]:
+    """A dedicated, running RabbitMQ for this test alone (free to kill/restart); stopped afterwards."""
+    with _dedicated(RabbitServer, "own_rabbit") as server:
+        assert isinstance(server, RabbitServer)
+        yield server

@@ -1,0 +1,562 @@
+"""Start and stop real Redis and RabbitMQ brokers on loopback, on private ports, in a temp dir.
+
+Library use::
+
+    server = RedisServer(free_port(), Path(tmpdir))
+    server.start()          # returns once the broker answers
+    ...                     # server.url -> "redis://127.0.0.1:PORT/0"
+    server.stop()
+
+Command line (used by ``make test``)::
+
+    python -m tests.servers run -- CMD ARGS...
+
+starts one Redis and one RabbitMQ, runs CMD with ``EVTOOLS_TEST_REDIS_URL`` and
+``EVTOOLS_TEST_AMQP_URL`` in its environment, stops both servers and removes the temp dir
+whatever happens, and exits with CMD's exit code.
+
+Every server runs in its own session (process group), so ``kill()`` takes all of it down.
+Each server, and everything the runner starts, also carries a unique marker variable in its
+environment; leftovers carrying it (e.g. Erlang's helper processes, or servers orphaned by a
+test process that died) are killed at the end.  Erlang's ``epmd`` is shared by all nodes on the
+machine and is never killed while a node is registered with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+RABBIT_BIN = Path(os.environ.get("EVTOOLS_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+EPMD = shutil.which("epmd") or "/usr/bin/epmd"
+
+REDIS_START_TIMEOUT = 30.0
+RABBIT_START_TIMEOUT = 150.0
+TAG_PREFIX = "EVTOOLS_TEST_TAG_"
+LOG_TAIL_LINES = 40
+
+_handed_out: set[int] = set()
+
+
+class ServerError(RuntimeError):
+    """A broker could not be started or stopped."""
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1 that this process has not handed out before."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+def new_tag() -> str:
+    """Return a fresh marker variable name to put into the environment of processes we start."""
+    return TAG_PREFIX + uuid.uuid4().hex
+
+
+def kill_tagged(tag: str) -> list[int]:
+    """SIGKILL every process (except epmd and ourselves) whose environment carries ``tag``."""
+    needle = f"\0{tag}=".encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = b"\0" + (entry / "environ").read_bytes()
+            comm = (entry / "comm").read_text().strip()
+        except OSError:  # gone already, or not ours to read
+            continue
+        if needle in environ and comm != "epmd":
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except OSError:
+                pass
+    return killed
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of the live (non-zombie) processes in process group pgid."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def epmd_running() -> bool:
+    """Tell whether an Erlang port mapper daemon answers on this machine."""
+    try:
+        return subprocess.run([EPMD, "-names"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def stop_idle_epmd() -> None:
+    """Ask epmd to exit; epmd refuses while any Erlang node is registered with it."""
+    try:
+        subprocess.run([EPMD, "-kill"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    """Tell whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """Return the last lines of a text file, or a note that it is missing."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"({path}: {exc.strerror})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class BrokerServer:
+    """Common life cycle of a broker process started in its own session (base class)."""
+
+    name = "server"
+    start_timeout = 30.0
+    stop_timeout = 30.0
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        """Remember where the server listens and where it keeps its files."""
+        self.port = port
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.tag = new_tag()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_seconds: float | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL clients connect to."""
+        raise NotImplementedError
+
+    # -- to be provided by subclasses ---------------------------------------------------------
+    def _prepare(self) -> None:
+        """Write config files before a start."""
+
+    def _command(self) -> list[str]:
+        """The command line that runs the server in the foreground."""
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str]:
+        """The environment the server and its control tools run with."""
+        return {**os.environ, self.tag: "1"}
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Block until the server answers; raise ServerError if it can't or dies."""
+        raise NotImplementedError
+
+    def _graceful_stop(self) -> None:
+        """Ask the server to shut down."""
+        raise NotImplementedError
+
+    def _log_tails(self) -> str:
+        """The tails of this server's log files, for error messages."""
+        return f"--- {self.log_path} ---\n{tail(self.log_path)}"
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Launch the server in the background and return once it accepts clients."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise ServerError(f"{self.name} on port {self.port} is already running")
+        self._prepare()
+        began = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== evtools test harness: starting {self.name} at {time.ctime()}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self._command(), cwd=self.workdir, env=self._env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            self._wait_ready(began + self.start_timeout)
+        except BaseException as exc:
+            self.kill()
+            if isinstance(exc, ServerError):
+                raise ServerError(f"{exc}\n{self._log_tails()}") from None
+            raise
+        self.startup_seconds = time.monotonic() - began
+
+    def _check_alive(self) -> None:
+        """Raise ServerError if the server process has exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise ServerError(f"{self.name} on port {self.port} exited with status {self.proc.returncode}"
+                              " while starting")
+
+    def is_running(self) -> bool:
+        """Tell whether our server process is alive and accepts TCP connections."""
+        return self.proc is not None and self.proc.poll() is None and port_open(self.port)
+
+    def stop(self) -> None:
+        """Shut the server down cleanly; kill it if it does not exit in time."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self._graceful_stop()
+                self.proc.wait(timeout=self.stop_timeout)
+            except (OSError, subprocess.SubprocessError):
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started (simulates a crash)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:  # not reaped yet, so its group id can't have been reused
+            self._kill_children_first(self.proc.pid)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        kill_tagged(self.tag)  # helpers that left the group (Erlang's erl_child_setup, ...)
+
+    @staticmethod
+    def _kill_children_first(leader: int, patience: float = 2.0) -> None:
+        """SIGKILL the group's members but its leader, letting the leader reap them.
+
+        rabbitmq-server is a shell that waits for beam.smp: killing both at once would leave
+        beam.smp a zombie of init (until init reaps it) instead of being reaped by the shell.
+        """
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            others = [pid for pid in group_members(leader) if pid != leader]
+            if not others:
+                return
+            for pid in others:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Stop the server (if running) and start it again on the same port and files."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> "BrokerServer":
+        """Start the server."""
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Stop the server."""
+        self.stop()
+
+    def __repr__(self) -> str:
+        """Show the class, port and state."""
+        state = "running" if self.proc is not None and self.proc.poll() is None else "stopped"
+        return f"<{type(self).__name__} {self.url} {state}>"
+
+
+class RedisServer(BrokerServer):
+    """A redis-server without persistence, listening on 127.0.0.1:port."""
+
+    name = "redis"
+    start_timeout = REDIS_START_TIMEOUT
+    stop_timeout = 10.0
+
+    @property
+    def url(self) -> str:
+        """The kombu/redis-py URL of database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        """redis-server in the foreground, logging to stdout, no RDB/AOF."""
+        return [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+                "--logfile", ""]
+
+    def _cli(self, *args: str, timeout: float = 5.0) -> str:
+        """Run redis-cli against our port and return its output ('' on failure)."""
+        try:
+            done = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), *args],
+                                  capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Poll `redis-cli ping` until PONG, and make sure it is our process that answered."""
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self._cli("ping", timeout=2).strip() == "PONG":
+                info = self._cli("info", "server").splitlines()
+                if f"process_id:{self.proc.pid}" in (line.strip() for line in info):
+                    return
+                try:  # someone else's redis answered: ours is about to fail on the busy port
+                    self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._check_alive()
+                raise ServerError(f"another redis already answers on port {self.port}")
+            time.sleep(0.05)
+        raise ServerError(f"redis on port {self.port} did not answer PING within {self.start_timeout:.0f} s")
+
+    def _graceful_stop(self) -> None:
+        """`redis-cli shutdown nosave` (the connection drops, so the output is ignored)."""
+        self._cli("shutdown", "nosave", timeout=self.stop_timeout)
+
+
+class RabbitServer(BrokerServer):
+    """A RabbitMQ node named evtest<port>@localhost with all its files in workdir."""
+
+    name = "rabbitmq"
+    start_timeout = RABBIT_START_TIMEOUT
+    stop_timeout = 60.0
+
+    def __init__(self, port: int, workdir: Path, dist_port: int | None = None) -> None:
+        """Use `port` for AMQP and `dist_port` (default: a free one) for Erlang distribution."""
+        super().__init__(port, workdir)
+        self.dist_port = dist_port or free_port()
+        self.nodename = f"evtest{port}@localhost"
+        self.pid_file = self.workdir / "rabbit.pid"
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL of the default vhost, as guest."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _prepare(self) -> None:
+        """Write the cookie, config and plugin files; remove a stale pid file."""
+        cookie = self.workdir / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(10).upper())
+            cookie.chmod(0o400)
+        (self.workdir / "enabled_plugins").write_text("[].\n")
+        (self.workdir / "rabbitmq-env.conf").write_text("")
+        (self.workdir / "rabbitmq.conf").write_text(
+            "loopback_users = none\n"
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+        )
+        self.pid_file.unlink(missing_ok=True)
+
+    def _env(self) -> dict[str, str]:
+        """Point every path RabbitMQ uses into workdir (see NOTES-brokers.md)."""
+        t = self.workdir
+        return {
+            **super()._env(),
+            "HOME": str(t),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_BASE": str(t),
+            "RABBITMQ_MNESIA_BASE": str(t / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(t / "log"),
+            "RABBITMQ_CONFIG_FILE": str(t / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(t / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(t / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(t / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.pid_file),
+            # Erlang distribution (and an epmd this node has to start) on loopback only.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def _command(self) -> list[str]:
+        """rabbitmq-server in the foreground (it execs beam.smp)."""
+        return [str(RABBIT_BIN / "rabbitmq-server")]
+
+    def _ctl(self, *args: str) -> list[str]:
+        """The rabbitmqctl command line for our node."""
+        return [str(RABBIT_BIN / "rabbitmqctl"), "--node", self.nodename, *args]
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Run `rabbitmqctl wait` while watching that the server does not die meanwhile."""
+        assert self.proc is not None
+        budget = max(1, int(deadline - time.monotonic()))
+        with open(self.workdir / "rabbitmqctl-wait.log", "wb") as out:
+            waiter = subprocess.Popen(self._ctl("wait", "--timeout", str(budget), str(self.pid_file)),
+                                      env=self._env(), stdin=subprocess.DEVNULL, stdout=out,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while waiter.poll() is None:
+                self._check_alive()
+                if time.monotonic() > deadline + 10:
+                    raise ServerError(f"rabbitmq on port {self.port} not up within {budget} s")
+                time.sleep(0.2)
+        finally:
+            if waiter.poll() is None:
+                os.killpg(waiter.pid, signal.SIGKILL)
+                waiter.wait()
+        self._check_alive()
+        if waiter.returncode != 0:
+            raise ServerError(f"`rabbitmqctl wait` for rabbitmq on port {self.port} failed "
+                              f"(status {waiter.returncode})")
+        while not port_open(self.port):  # the listener is up once `wait` says so; be sure
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise ServerError(f"rabbitmq is up but port {self.port} does not accept connections")
+            time.sleep(0.2)
+
+    def _graceful_stop(self) -> None:
+        """`rabbitmqctl stop <pidfile>`: stops the node and waits for its OS process to exit."""
+        subprocess.run(self._ctl("stop", str(self.pid_file)), env=self._env(), capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=self.stop_timeout)
+
+    def _log_tails(self) -> str:
+        """Tails of the console output, `rabbitmqctl wait` output and the node's log."""
+        parts = [super()._log_tails()]
+        for path in [self.workdir / "rabbitmqctl-wait.log", *sorted((self.workdir / "log").glob("*.log"))]:
+            parts.append(f"--- {path} ---\n{tail(path)}")
+        return "\n".join(parts)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SI_KERNEL = 0x80  # si_code of a signal the terminal sent to the whole foreground process group
+
+
+class _Interrupted(BaseException):
+    """Raised by our signal handler while the servers are starting."""
+
+    def __init__(self, signum: int) -> None:
+        """Remember which signal arrived."""
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    """Signal handler: unwind to the runner's cleanup."""
+    raise _Interrupted(signum)
+
+
+def _say(message: str) -> None:
+    """Print one line about the harness to stderr."""
+    print(f"[tests.servers] {message}", file=sys.stderr, flush=True)
+
+
+def _wait_for_child(child: subprocess.Popen[bytes], grace: float) -> int:
+    """Wait for CMD with our signals blocked, forwarding the ones it did not get itself."""
+    deadline: float | None = None
+    while child.poll() is None:
+        info = signal.sigtimedwait(FORWARDED, 0.2)
+        if info is not None:
+            if info.si_code != SI_KERNEL:  # sent to us alone (kill, timeout, CI): pass it on
+                child.send_signal(info.si_signo)
+            if deadline is None:
+                deadline = time.monotonic() + grace
+            elif info.si_signo != signal.SIGINT:
+                child.kill()  # a second TERM/HUP: no more patience
+        if deadline is not None and time.monotonic() > deadline and child.poll() is None:
+            _say(f"command still running {grace:.0f} s after the signal, killing it")
+            child.kill()
+    return child.returncode
+
+
+def run(cmd: list[str], grace: float = 60.0) -> int:
+    """Start Redis and RabbitMQ, run cmd with their URLs in the environment, clean up, return its status."""
+    tmp = Path(tempfile.mkdtemp(prefix="evtools-brokers-"))
+    tag = new_tag()
+    os.environ[tag] = "1"  # inherited by the servers, CMD and everything CMD starts
+    had_epmd = epmd_running()
+    servers: list[BrokerServer] = []
+    child: subprocess.Popen[bytes] | None = None
+    status = 1
+    old_handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for server in (RedisServer(free_port(), tmp / "redis"), RabbitServer(free_port(), tmp / "rabbitmq")):
+            servers.append(server)
+            server.start()
+            _say(f"{server.name} up on 127.0.0.1:{server.port} in {server.startup_seconds:.1f} s")
+        env = {**os.environ, "EVTOOLS_TEST_REDIS_URL": servers[0].url,
+               "EVTOOLS_TEST_AMQP_URL": servers[1].url}
+        child = subprocess.Popen(cmd, env=env)
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        status = _wait_for_child(child, grace)
+        if status < 0:
+            status = 128 - status
+    except _Interrupted as exc:
+        _say(f"got signal {signal.Signals(exc.signum).name}, cleaning up")
+        status = 128 + exc.signum
+    except KeyboardInterrupt:
+        _say("interrupted, cleaning up")
+        status = 128 + signal.SIGINT
+    except ServerError as exc:
+        _say(f"could not start the brokers: {exc}")
+        status = 1
+    except FileNotFoundError as exc:
+        _say(f"cannot run {exc.filename}: {exc.strerror}")
+        status = 127
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # nothing may interrupt the cleanup
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for server in reversed(servers):
+            server.stop()
+        kill_tagged(tag)  # whatever CMD left behind (e.g. servers of a test process that died)
+        if not had_epmd:
+            stop_idle_epmd()
+        shutil.rmtree(tmp, ignore_errors=True)
+        while signal.sigtimedwait(FORWARDED, 0) is not None:
+            pass  # drop signals that arrived during the cleanup, it is done now
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and dispatch."""
+    parser = argparse.ArgumentParser(prog="python -m tests.servers", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="run CMD with a Redis and a RabbitMQ started for it",
+                                usage="python -m tests.servers run [--grace S] -- CMD [ARGS...]")
+    run_parser.add_argument("--grace", type=float, default=60.0,
+                            help="seconds CMD gets to exit after a signal before it is killed")
+    run_parser.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run")
+    args = parser.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        run_parser.error("no command given (use: run -- CMD ARGS...)")
+    return run(cmd, args.grace)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
