@@ -84,6 +84,18 @@ def check_event(body: Any) -> dict[str, Any]:
     return body
 
 
+def _subscribe_now(connection: Connection, channel: Any) -> None:
+    """On Redis, subscribe to the fanout exchange now rather than at the first poll.
+
+    kombu sends Redis' PSUBSCRIBE lazily, when it first waits for a message: anything
+    published before that (the workers' answer to the wakeup broadcast, events sent
+    right after :attr:`EventReceiver.on_ready`) would be lost, since pub/sub keeps nothing.
+    """
+    poller = getattr(connection.transport, "cycle", None)
+    if getattr(channel, "active_fanout_queues", None) and hasattr(poller, "on_poll_start"):
+        poller.on_poll_start()  # what kombu does before its first wait: registers and subscribes
+
+
 class EventReceiver:
     """Capture events from the event exchange, as ``celery.events.EventReceiver`` does.
 
@@ -99,7 +111,8 @@ class EventReceiver:
                  queue_prefix: str | None = None, accept: Any = None,
                  queue_ttl: float | None = None, queue_expires: float | None = None,
                  queue_exclusive: bool | None = None, queue_durable: bool | None = None,
-                 *, settings: Settings | None = None, clock: LamportClock | None = None) -> None:
+                 *, settings: Settings | None = None, clock: LamportClock | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         if settings is None:
             settings = resolve_settings(app=app, environ={}) if app is not None else Settings()
         if accept is not None and set(accept) - {"json", JSON_CONTENT_TYPE}:
@@ -134,6 +147,8 @@ class EventReceiver:
         #: Time of the last message received (``time.time()``), or None.
         self.last_message_at: float | None = None
         self.should_stop = False
+        #: Called each time the consumer is ready (queue bound), before the first wait.
+        self.on_ready = on_ready
 
     # -- the connection ------------------------------------------------------------------
 
@@ -230,9 +245,12 @@ class EventReceiver:
         consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
                             no_ack=True, accept=self.accept)
         consumer.consume()
+        _subscribe_now(connection, channel)
         try:
             if wakeup:
                 self.wakeup_workers(channel=channel)
+            if self.on_ready is not None:
+                self.on_ready()
             yield from self._drain(connection, limit, timeout)
         finally:
             try:

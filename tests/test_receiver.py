@@ -4,7 +4,6 @@ import json
 import logging
 import pickle
 import socket
-import threading
 import time
 
 import pytest
@@ -15,31 +14,12 @@ from evtools.errors import ConfigurationError, MalformedEvent
 from evtools.receiver import EventReceiver, check_event, decode_body
 from evtools.state import State
 from evtools.tz import utcoffset
+from tests.helpers import Capture
 
 
 def memory_pair(**receiver_options):
     connection = Connection("memory://")
     return connection, EventReceiver(connection, **receiver_options)
-
-
-def capture_in_thread(receiver, **options):
-    """Start ``receiver.capture(**options)`` in a thread; return it once the queue is bound."""
-    ready = threading.Event()
-    receiver.on_ready = ready.set
-    errors = []
-
-    def run():
-        try:
-            receiver.capture(wakeup=False, **options)
-        except Exception as exc:  # reported by the test through ``errors``
-            errors.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(10), "the receiver never became ready"
-    thread.errors = errors
-    return thread
 
 
 def test_queue_is_named_and_configured_like_celerys():
@@ -152,7 +132,7 @@ def test_round_trip_on_memory_transport_single_and_multi():
     seen = []
     receiver.handlers.update({"task-failed": lambda event: seen.append(event["uuid"]),
                               "*": state.event})
-    thread = capture_in_thread(receiver, limit=3, timeout=5)
+    thread = Capture(receiver, wakeup=False, limit=3, timeout=5).start()
     with EventDispatcher(Connection("memory://"), hostname="w1@test",
                          buffer_group={"task"}, buffer_limit=3) as dispatcher:
         dispatcher.send("worker-online", freq=2.0)
@@ -185,7 +165,7 @@ def test_junk_messages_are_counted_logged_once_and_capture_goes_on(caplog):
          "application/json"),
     ]
     with caplog.at_level(logging.WARNING, logger="evtools.receiver"):
-        thread = capture_in_thread(receiver, limit=len(raw), timeout=5)
+        thread = Capture(receiver, wakeup=False, limit=len(raw), timeout=5).start()
         for body, content_type in raw:
             producer.publish(body, routing_key="x", content_type=content_type,
                              content_encoding="binary")
@@ -209,7 +189,7 @@ def test_capture_times_out_when_nothing_arrives():
 def test_should_stop_ends_capture():
     _, receiver = memory_pair()
     receiver.handlers["*"] = lambda event: setattr(receiver, "should_stop", True)
-    thread = capture_in_thread(receiver, timeout=5)
+    thread = Capture(receiver, wakeup=False, timeout=5).start()
     with EventDispatcher(Connection("memory://")) as dispatcher:
         dispatcher.send("worker-online")
     thread.join(10)
