@@ -1,13 +1,130 @@
-"""The ``evtools`` command: a thin click layer over the library."""
+"""The ``evtools`` command: a thin click layer that builds the pieces and runs them."""
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 import click
 
 from . import __version__
+from .config import Settings, resolve_settings
+from .errors import EvtoolsError
+from .logsetup import setup_logging
+from .options import broker_options, camera_options, daemon_options, dump_options, replay_options
+
+#: Options shared by ``evtools`` and its subcommands; a subcommand's own value wins.
+SHARED = ("broker", "app", "exchange", "queue_prefix", "queue_ttl", "queue_expires", "loglevel")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class EvtoolsGroup(click.Group):
+    """Turns evtools' errors into one line on stderr and an exit status, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EvtoolsError as exc:
+            click.echo(f"evtools: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _shared(ctx: click.Context, given: dict[str, Any]) -> dict[str, Any]:
+    parent = ctx.find_root().params
+    return {key: given.get(key) if given.get(key) is not None else parent.get(key)
+            for key in SHARED}
+
+
+def _settings(shared: dict[str, Any], default_broker: str | None = None) -> Settings:
+    return resolve_settings(shared["broker"] or default_broker, app=shared["app"],
+                            event_exchange=shared["exchange"],
+                            event_queue_prefix=shared["queue_prefix"],
+                            event_queue_ttl=shared["queue_ttl"],
+                            event_queue_expires=shared["queue_expires"])
+
+
+def _status(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(cls=EvtoolsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@broker_options
 @click.version_option(__version__, prog_name="evtools")
-def main() -> None:
-    """Watch a Celery cluster's event stream, without Celery."""
+def main(**_: Any) -> None:
+    """Watch a Celery cluster's event stream, without Celery.
+
+    \b
+    Try it with nothing installed:   evtools demo &  evtools events -b filesystem://
+    Dump a real cluster's events:     evtools events --dump -b redis://localhost:6379/0
+    """
+
+
+@main.command(context_settings={"max_content_width": 100})
+@broker_options
+@dump_options
+@replay_options
+@camera_options
+@daemon_options
+@click.pass_context
+def events(ctx: click.Context, dump: bool, json_lines: bool, types: tuple[str, ...],
+           hostnames: tuple[str, ...], tasks: tuple[str, ...], replay: Any, speed: float,
+           camera: str | None, frequency: float, maxrate: str | None,
+           camera_opts: tuple[str, ...], detach: bool, pidfile: str | None,
+           logfile: str | None, uid: str | None, gid: str | None, umask: str | None,
+           workdir: str | None, **given: Any) -> None:
+    """Watch events: --dump prints them, --camera photographs the state, else the monitor.
+
+    \b
+    Examples:
+      evtools events --dump | grep task-failed
+      evtools events --dump --json -t 'task-*' > incident.jsonl
+      evtools events --replay incident.jsonl --speed 0 --dump
+      evtools events --camera evtools.cameras.SQLiteCamera --frequency 2
+    """
+    shared = _shared(ctx, given)
+    if json_lines and not dump:
+        raise click.UsageError("--json works with --dump")
+    if (types or hostnames or tasks) and not dump:
+        raise click.UsageError("--type, --hostname and --task filter the dump: add --dump")
+    if detach and not camera:
+        raise click.UsageError("--detach runs the camera as a daemon: add --camera")
+    if dump and camera:
+        raise click.UsageError("choose one mode: --dump or --camera")
+    setup_logging(shared["loglevel"], None if detach else logfile)
+    if dump:
+        from .commands import run_dump
+        run_dump(_settings(shared) if replay is None else None, replay=replay, speed=speed,
+                 json_lines=json_lines, types=types, hostnames=hostnames, tasks=tasks,
+                 status=_status)
+        return
+    if camera:
+        raise click.UsageError("camera mode is not available in this version yet")
+    raise click.UsageError("the curses monitor is not available in this version yet: "
+                           "use --dump to watch events")
+
+
+@main.command()
+@broker_options
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=4.0,
+              show_default=True, help="New tasks per second, on average.")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+              help="How many workers to simulate.")
+@click.option("--duration", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Stop after this many seconds (0: run until Ctrl-C).")
+@click.option("--seed", type=int, default=None, help="Random seed, for a repeatable run.")
+@click.pass_context
+def demo(ctx: click.Context, rate: float, workers: int, duration: float, seed: int | None,
+         **given: Any) -> None:
+    """Publish a simulated cluster's events, so evtools can be tried without Celery or a server.
+
+    By default it publishes to the embedded broker (filesystem:// in a per-user folder),
+    never to $CELERY_BROKER_URL: watch it with  evtools events -b filesystem://
+    """
+    shared = _shared(ctx, given)
+    setup_logging(shared["loglevel"])
+    from .commands import run_demo
+    run_demo(_settings(shared, default_broker="filesystem://"), rate=rate, workers=workers, duration=duration, seed=seed,
+             status=_status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The dump view: one line per event, in Celery's human format or as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from .filters import EventFilter
+from .lru import LRUMap
+from .textsafe import escape_json, escape_text
+
+__all__ = ("Dumper", "format_human", "format_json", "humanize_type", "HUMAN_TYPES")
+
+HUMAN_TYPES = {
+    "worker-offline": "shutdown",
+    "worker-online": "started",
+    "worker-heartbeat": "heartbeat",
+}
+
+#: How many task names the dump remembers to label later events of the same task.
+TASK_NAME_MEMORY = 0xFFF
+
+_SENDS_NAME = frozenset({"task-received", "task-sent"})
+
+
+def humanize_type(type_: str) -> str:
+    """Return the words Celery's dump uses for an event type (``task succeeded``, ``heartbeat``)."""
+    type_ = type_.lower()
+    return HUMAN_TYPES.get(type_) or type_.replace("-", " ")
+
+
+def _when(event: dict[str, Any]) -> Any:
+    timestamp = event.get("timestamp")
+    try:
+        return datetime.fromtimestamp(timestamp, timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return timestamp
+
+
+def _fields(event: dict[str, Any], skip: frozenset[str]) -> str:
+    return ", ".join(f"{key}={event[key]}" for key in sorted(event) if key not in skip)
+
+
+_SKIP_WORKER = frozenset({"timestamp", "type", "hostname"})
+_SKIP_TASK = frozenset({"timestamp", "type", "hostname", "uuid"})
+_SKIP_NAMING = frozenset({"timestamp", "type", "hostname", "uuid", "name", "args", "kwargs"})
+
+
+def task_label_for(event: dict[str, Any]) -> str:
+    """Return how the dump names a task: ``name(uuid) args=... kwargs=...``."""
+    return (f"{event.get('name')}({event.get('uuid')}) args={event.get('args')} "
+            f"kwargs={event.get('kwargs')}")
+
+
+def format_human(event: dict[str, Any], task_label: str = "") -> str:
+    """Return Celery's dump line for ``event`` (control characters escaped).
+
+    ``task_label`` is ``name(uuid) args=... kwargs=...`` remembered from the task's
+    task-received or task-sent event; those two events carry their own.
+    """
+    type_ = str(event.get("type", "")).lower()
+    head = f"{event.get('hostname')} [{_when(event)}] {humanize_type(type_)}"
+    if type_.startswith("task-"):
+        if type_ in _SENDS_NAME:
+            task_label = task_label or task_label_for(event)
+            fields = _fields(event, _SKIP_NAMING)
+        else:
+            fields = _fields(event, _SKIP_TASK)
+        line = f"{head}{':' if fields else ''} {task_label} {fields}"
+    else:
+        fields = _fields(event, _SKIP_WORKER)
+        line = f"{head}{':' if fields else ''} {fields}"
+    return escape_text(line)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def format_json(event: dict[str, Any]) -> str:
+    """Return ``event`` as one line of JSON, terminal-safe (NaN and infinities become null)."""
+    try:
+        text = json.dumps(event, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(event), ensure_ascii=False, allow_nan=False)
+    return escape_json(text)
+
+
+class Dumper:
+    """Write one line per event to ``out``, flushed per line so ``| grep`` works live."""
+
+    def __init__(self, out: TextIO | None = None, json_lines: bool = False,
+                 event_filter: EventFilter | None = None) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.json_lines = json_lines
+        self.filter = event_filter if event_filter else None
+        #: uuid -> (task name, ``name(uuid) args=... kwargs=...``) for labelling later events.
+        self.task_names: LRUMap[str, tuple[Any, str]] = LRUMap(TASK_NAME_MEMORY)
+        self.printed = 0
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Format and write ``event`` unless the filter drops it."""
+        type_ = event.get("type")
+        name, label = None, ""
+        if isinstance(type_, str) and type_.startswith("task-"):
+            uuid = event.get("uuid")
+            if type_ in _SENDS_NAME:
+                name, label = event.get("name"), task_label_for(event)
+                self.task_names[uuid] = (name, label)
+            else:
+                known = self.task_names.get(uuid)
+                if known is not None:
+                    name, label = known
+        if self.filter is not None and not self.filter.matches(event, name):
+            return
+        line = format_json(event) if self.json_lines else format_human(event, label)
+        self.out.write(line + "\n")
+        self.out.flush()
+        self.printed += 1

@@ -1,0 +1,26 @@
+"""Logging for the command line: one handler, to stderr or a log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = ("setup_logging", "LOG_FORMAT")
+
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+
+
+def setup_logging(level: str | int | None = None, logfile: str | None = None) -> logging.Handler:
+    """Send log records at ``level`` (default WARNING) and above to ``logfile`` or stderr."""
+    handler: logging.Handler
+    if logfile:
+        handler = logging.FileHandler(logfile, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel((level or "WARNING").upper() if isinstance(level, str) or level is None else level)
+    return handler

@@ -1,0 +1,152 @@
+"""Where events come from: a live broker (with reconnection) or a recording (replay)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+from . import broker, fsbroker
+from .config import Settings
+from .errors import MalformedEvent
+from .receiver import EventReceiver, check_event
+
+__all__ = ("LiveSource", "ReplaySource", "EventHandler")
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], None]
+StatusCallback = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class LiveSource:
+    """Events from the broker in ``settings``, reconnecting by itself when it is lost.
+
+    The first connection is made at once: if the broker cannot be reached then,
+    :class:`~evtools.errors.BrokerError` says why. Later losses are reported through
+    ``status`` (``-> Connection lost, attempting reconnect``) and retried with capped backoff.
+    """
+
+    def __init__(self, settings: Settings, wakeup: bool = True,
+                 status: StatusCallback = _quiet) -> None:
+        self.settings = settings
+        self.wakeup = wakeup
+        self.status = status
+        self.receiver: EventReceiver | None = None
+        #: Connection losses so far.
+        self.reconnects = 0
+        self.connected = threading.Event()
+
+    @property
+    def url(self) -> str:
+        """The broker URL, password hidden."""
+        return broker.safe_url(self.settings.broker_url)
+
+    def run(self, handler: EventHandler) -> None:
+        """Call ``handler`` with each event until :meth:`stop` (or an exception)."""
+        connection = broker.connect(self.settings)
+        receiver = self.receiver = EventReceiver(connection, handlers={"*": handler},
+                                                 settings=self.settings,
+                                                 on_ready=self.connected.set)
+        with ExitStack() as stack:
+            stack.callback(connection.release)
+            if connection.transport.driver_type == "filesystem":
+                options = connection.transport_options
+                folder = Path(options["control_folder"]).parent
+                stack.enter_context(fsbroker.Lease(receiver.queue.name, folder))
+                # kombu's filesystem transport never deletes an auto-delete queue: do it on exit
+                stack.callback(self._delete_queue, connection, receiver)
+                fsbroker.sweep(folder, ttl=self.settings.event_queue_ttl or 5.0,
+                               expires=self.settings.event_queue_expires or 60.0)
+            receiver.run(wakeup=self.wakeup, on_connection_lost=self._lost,
+                         on_connection_error=self._retrying)
+
+    @staticmethod
+    def _delete_queue(connection: Any, receiver: EventReceiver) -> None:
+        try:
+            receiver.queue(connection.default_channel).delete()
+        except Exception:  # best effort: a stale binding is swept later anyway
+            logger.debug("could not delete queue %s", receiver.queue.name, exc_info=True)
+
+    def _lost(self, exc: Exception) -> None:
+        self.reconnects += 1
+        self.connected.clear()
+        self.status("-> Connection lost, attempting reconnect")
+        logger.info("connection to %s lost: %s", self.url, exc)
+
+    def _retrying(self, exc: Exception, interval: float) -> None:
+        reason = str(exc) or type(exc).__name__
+        self.status(f"-> Cannot connect to {self.url}: {reason}. "
+                    f"Trying again in {interval:g} seconds")
+
+    def stop(self) -> None:
+        """Ask the capture to end (it ends within a second)."""
+        if self.receiver is not None:
+            self.receiver.should_stop = True
+
+
+class ReplaySource:
+    """Events from a recording made with ``--dump --json``, at their original pace.
+
+    ``speed`` scales the pace (2 is twice as fast); 0 replays as fast as possible. Lines
+    that are not events are counted in :attr:`dropped` and logged once per kind.
+    """
+
+    def __init__(self, stream: IO[str], speed: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.stream = stream
+        self.speed = speed
+        self.sleep = sleep
+        self.dropped: Counter[str] = Counter()
+        self.replayed = 0
+        self._stopped = False
+
+    def run(self, handler: EventHandler) -> None:
+        """Call ``handler`` with each recorded event, waiting as the recording did."""
+        first_recorded: float | None = None
+        started = time.monotonic()
+        for number, line in enumerate(self.stream, 1):
+            if self._stopped:
+                return
+            if not line.strip():
+                continue
+            event = self._parse(line, number)
+            if event is None:
+                continue
+            when = event.get("local_received", event.get("timestamp"))
+            if self.speed > 0 and isinstance(when, (int, float)):
+                if first_recorded is None:
+                    first_recorded = when
+                due = started + (when - first_recorded) / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self.sleep(delay)
+            handler(event)
+            self.replayed += 1
+
+    def _parse(self, line: str, number: int) -> dict[str, Any] | None:
+        try:
+            return check_event(json.loads(line))
+        except ValueError:
+            error = MalformedEvent("not-json", f"line {number}")
+        except MalformedEvent as exc:
+            error = exc
+        if error.kind not in self.dropped:
+            logger.warning("replay: skipping line %d: %s (further ones of this kind are counted)",
+                           number, error)
+        self.dropped[error.kind] += 1
+        return None
+
+    def stop(self) -> None:
+        """Stop before the next event."""
+        self._stopped = True
