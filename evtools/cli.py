@@ -65,7 +65,7 @@ def main(**_: Any) -> None:
 @camera_options
 @daemon_options
 @click.pass_context
-def events(ctx: click.Context, dump: bool, json_lines: bool, types: tuple[str, ...],
+def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types: tuple[str, ...],
            hostnames: tuple[str, ...], tasks: tuple[str, ...], replay: Any, speed: float,
            camera: str | None, frequency: float, maxrate: str | None,
            camera_opts: tuple[str, ...], detach: bool, pidfile: str | None,
@@ -81,8 +81,8 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, types: tuple[str, .
       evtools events --camera evtools.cameras.SQLiteCamera --frequency 2
     """
     shared = _shared(ctx, given)
-    if json_lines and not dump:
-        raise click.UsageError("--json works with --dump")
+    if (json_lines or record) and not dump:
+        raise click.UsageError("--json and --record work with --dump")
     if (types or hostnames or tasks) and not dump:
         raise click.UsageError("--type, --hostname and --task filter the dump: add --dump")
     if detach and not camera:
@@ -93,7 +93,7 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, types: tuple[str, .
     if dump:
         from .commands import run_dump
         run_dump(_settings(shared) if replay is None else None, replay=replay, speed=speed,
-                 json_lines=json_lines, types=types, hostnames=hostnames, tasks=tasks,
+                 json_lines=json_lines, record=record, types=types, hostnames=hostnames, tasks=tasks,
                  status=_status)
         return
     if camera:

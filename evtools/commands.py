@@ -29,12 +29,12 @@ def make_source(settings: Settings | None, replay: IO[str] | None = None, speed:
 
 
 def run_dump(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0,
-             json_lines: bool = False, types: Sequence[str] = (), hostnames: Sequence[str] = (),
+             json_lines: bool = False, record: IO[str] | None = None, types: Sequence[str] = (), hostnames: Sequence[str] = (),
              tasks: Sequence[str] = (), status: Status = lambda _: None,
              out: Any = None) -> int:
     """Print every event (or those the filters keep) until stopped; return the exit status."""
     set_process_title("dump")
-    dumper = Dumper(out=out, json_lines=json_lines,
+    dumper = Dumper(out=out, json_lines=json_lines, record=record,
                     event_filter=EventFilter(types=types, hostnames=hostnames, tasks=tasks))
     source = make_source(settings, replay, speed, status)
     status("-> evdump: starting capture...")

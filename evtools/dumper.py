@@ -99,8 +99,10 @@ class Dumper:
     """Write one line per event to ``out``, flushed per line so ``| grep`` works live."""
 
     def __init__(self, out: TextIO | None = None, json_lines: bool = False,
-                 event_filter: EventFilter | None = None) -> None:
+                 event_filter: EventFilter | None = None, record: TextIO | None = None) -> None:
         self.out = out if out is not None else sys.stdout
+        #: Where every event captured is also written as a JSON line (before filtering).
+        self.record = record
         self.json_lines = json_lines
         self.filter = event_filter if event_filter else None
         #: uuid -> (task name, ``name(uuid) args=... kwargs=...``) for labelling later events.
@@ -109,6 +111,9 @@ class Dumper:
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Format and write ``event`` unless the filter drops it."""
+        if self.record is not None:
+            self.record.write(format_json(event) + "\n")
+            self.record.flush()
         type_ = event.get("type")
         name, label = None, ""
         if isinstance(type_, str) and type_.startswith("task-"):

@@ -57,6 +57,10 @@ dump_options = _apply([
     click.option("--json", "json_lines", is_flag=True,
                  help="With --dump: one JSON object per line, every field (a recording, for jq "
                       "or --replay)."),
+    click.option("--record", metavar="FILE", type=click.File("a", encoding="utf-8", lazy=False),
+                 default=None,
+                 help="With --dump: also append every event captured to FILE as JSON lines, "
+                      "a recording for --replay."),
     click.option("-t", "--type", "types", metavar="GLOB", multiple=True,
                  help="With --dump: only events whose type matches (task-fail*). Repeatable."),
     click.option("--hostname", "hostnames", metavar="GLOB", multiple=True,
