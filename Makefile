@@ -5,6 +5,14 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
+# Where `make install` puts the man pages and completions; DESTDIR stages a package.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+MAN1DIR      = $(DESTDIR)$(PREFIX)/share/man/man1
+BASHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+
 # Packages the tests need from the system: real brokers, tmux (evtop tests) and man (man page).
 APT_PACKAGES := redis-server rabbitmq-server tmux man-db
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
@@ -12,7 +20,7 @@ RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test clean
+.PHONY: help venv system-deps test man completions install clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -52,6 +60,22 @@ system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get
 
 test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
 	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# Pages of removed subcommands must not linger, hence the rm.
+man: venv ## regenerate the man pages in man/ from the click definitions
+	rm -f man/*.1
+	$(PY) -m evtools.manpages man
+
+completions: venv ## regenerate the bash, zsh and fish completion scripts in completions/
+	$(PY) -m evtools.completions completions
+
+# Installs the checked-in files only: no venv, no Python needed.
+install: ## install the man pages and shell completions under $PREFIX (/usr/local; DESTDIR=...)
+	install -d '$(MAN1DIR)' '$(BASHCOMPDIR)' '$(ZSHCOMPDIR)' '$(FISHCOMPDIR)'
+	install -m 644 man/*.1 '$(MAN1DIR)/'
+	install -m 644 completions/evtools.bash '$(BASHCOMPDIR)/evtools'
+	install -m 644 completions/_evtools '$(ZSHCOMPDIR)/_evtools'
+	install -m 644 completions/evtools.fish '$(FISHCOMPDIR)/evtools.fish'
 
 clean: ## remove .venv, build output and caches
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .servers
