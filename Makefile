@@ -14,7 +14,7 @@ ZSHCOMPDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 
 # Packages the tests need from the system: real brokers, tmux (evtop tests) and man (man page).
-APT_PACKAGES := redis-server rabbitmq-server tmux man-db
+APT_PACKAGES := redis-server rabbitmq-server tmux man-db zsh fish
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 # Use sudo only when not root and sudo exists.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
@@ -39,8 +39,9 @@ $(VENV)/.installed: pyproject.toml
 # Tests never use the default ports, so a system broker that keeps running does no harm.
 system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get if missing
 	@if command -v redis-server >/dev/null 2>&1 && [ -x $(RABBITMQ_SERVER) ] \
-	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1; then \
-	    echo "system-deps: redis-server, rabbitmq-server, tmux and man are installed"; \
+	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1 \
+	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then \
+	    echo "system-deps: redis-server, rabbitmq-server, tmux, man, zsh and fish are installed"; \
 	else \
 	    set -e; \
 	    new=""; \
@@ -57,6 +58,13 @@ system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get
 	        fi; \
 	    done; \
 	fi
+
+# The README's first command: a simulated cluster on the embedded broker (filesystem://),
+# watched live with the dump. No server, no Celery.
+demo: venv ## watch a simulated Celery cluster on the embedded broker (no server needed)
+	@$(PY) -m evtools demo & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null; wait $$demo 2>/dev/null' EXIT INT TERM; \
+	$(PY) -m evtools events -b filesystem:// --dump
 
 test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
 	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ from typing import Any
 from kombu import Connection
 from kombu.transport import resolve_transport
 
-from . import fsbroker
+from . import fsbroker, fstransport
 from .config import Settings
 from .errors import BrokerError
 
@@ -60,6 +60,7 @@ def connection_for(settings: Settings, **options: Any) -> Connection:
     transport_options = dict(settings.broker_transport_options)
     if scheme == "filesystem":
         transport_options = {**fsbroker.transport_options(), **transport_options}
+        options.setdefault("transport", fstransport.Transport)
     try:
         return Connection(settings.broker_url, transport_options=transport_options, **options)
     except (ImportError, ValueError, KeyError) as exc:

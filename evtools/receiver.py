@@ -84,6 +84,10 @@ def check_event(body: Any) -> dict[str, Any]:
     return body
 
 
+class _HandlerFailed(Exception):
+    """Carries (as ``__cause__``) what a handler raised, past the connection-error handling."""
+
+
 def _subscribe_now(connection: Connection, channel: Any) -> None:
     """On Redis, subscribe to the fanout exchange now rather than at the first poll.
 
@@ -149,6 +153,7 @@ class EventReceiver:
         self.should_stop = False
         #: Called each time the consumer is ready (queue bound), before the first wait.
         self.on_ready = on_ready
+        self._handler_errors_apart = False
 
     # -- the connection ------------------------------------------------------------------
 
@@ -216,7 +221,13 @@ class EventReceiver:
                 self._drop(exc)
                 continue
             self.event_count += 1
-            self.process(*self.event_from_message(event))
+            if self._handler_errors_apart:
+                try:
+                    self.process(*self.event_from_message(event))
+                except Exception as exc:
+                    raise _HandlerFailed() from exc
+            else:
+                self.process(*self.event_from_message(event))
 
     def _on_message(self, message: Any) -> None:
         self.last_message_at = time.time()
@@ -303,18 +314,25 @@ class EventReceiver:
             raise ConfigurationError("run() reconnects, so it needs a Connection, not a channel")
         connection = self._connection
         errors = connection.connection_errors + connection.channel_errors
-        while not self.should_stop:
-            try:
-                connection.ensure_connection(errback=on_connection_error, max_retries=None,
-                                             interval_start=1, interval_step=2,
-                                             interval_max=interval_max)
-                self.capture(wakeup=wakeup)
-            except errors as exc:
-                if self.should_stop:
-                    return
-                if on_connection_lost is not None:
-                    on_connection_lost(exc)
-                self._reset_connection()
+        # A handler's own OSError (a closed pipe, a full disk) is not a lost connection.
+        self._handler_errors_apart = True
+        try:
+            while not self.should_stop:
+                try:
+                    connection.ensure_connection(errback=on_connection_error, max_retries=None,
+                                                 interval_start=1, interval_step=2,
+                                                 interval_max=interval_max)
+                    self.capture(wakeup=wakeup)
+                except _HandlerFailed as failed:
+                    raise failed.__cause__ from None
+                except errors as exc:
+                    if self.should_stop:
+                        return
+                    if on_connection_lost is not None:
+                        on_connection_lost(exc)
+                    self._reset_connection()
+        finally:
+            self._handler_errors_apart = False
 
     def _reset_connection(self) -> None:
         try:

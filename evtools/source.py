@@ -56,8 +56,7 @@ class LiveSource:
         """Call ``handler`` with each event until :meth:`stop` (or an exception)."""
         connection = broker.connect(self.settings)
         receiver = self.receiver = EventReceiver(connection, handlers={"*": handler},
-                                                 settings=self.settings,
-                                                 on_ready=self.connected.set)
+                                                 settings=self.settings, on_ready=self._ready)
         with ExitStack() as stack:
             stack.callback(connection.release)
             if connection.transport.driver_type == "filesystem":
@@ -70,6 +69,11 @@ class LiveSource:
                                expires=self.settings.event_queue_expires or 60.0)
             receiver.run(wakeup=self.wakeup, on_connection_lost=self._lost,
                          on_connection_error=self._retrying)
+
+    def _ready(self) -> None:
+        if self.receiver is not None:
+            logger.info("consuming events from %s (queue %s)", self.url, self.receiver.queue.name)
+        self.connected.set()
 
     @staticmethod
     def _delete_queue(connection: Any, receiver: EventReceiver) -> None:

@@ -195,3 +195,17 @@ def test_should_stop_ends_capture():
     thread.join(10)
     assert not thread.is_alive() and not thread.errors
     assert receiver.should_stop and receiver.event_count == 1
+
+
+def test_run_reraises_a_handlers_own_oserror_instead_of_reconnecting():
+    _, receiver = memory_pair()
+    lost = []
+
+    def handler(event):
+        raise BrokenPipeError("stdout closed")
+    receiver.handlers["*"] = handler
+    with EventDispatcher(Connection("memory://")) as dispatcher:
+        receiver.on_ready = lambda: dispatcher.send("worker-online")
+        with pytest.raises(BrokenPipeError):
+            receiver.run(wakeup=False, on_connection_lost=lost.append)
+    assert lost == []
