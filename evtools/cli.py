@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -89,7 +90,8 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types:
         raise click.UsageError("--detach runs the camera as a daemon: add --camera")
     if dump and camera:
         raise click.UsageError("choose one mode: --dump or --camera")
-    setup_logging(shared["loglevel"], None if detach else logfile)
+    if not detach:
+        setup_logging(shared["loglevel"] or ("INFO" if camera else None), logfile)
     if dump:
         from .commands import run_dump
         run_dump(_settings(shared) if replay is None else None, replay=replay, speed=speed,
@@ -97,7 +99,19 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types:
                  status=_status)
         return
     if camera:
-        raise click.UsageError("camera mode is not available in this version yet")
+        from .commands import start_camera
+        from .daemon import DaemonOptions, parse_gid, parse_uid, parse_umask
+        uid_number = parse_uid(uid)
+        options = DaemonOptions(pidfile=pidfile, logfile=logfile, uid=uid_number,
+                                gid=parse_gid(gid, uid_number), umask=parse_umask(umask),
+                                workdir=workdir or "/")
+        if detach and not os.path.isdir(options.workdir):
+            raise click.UsageError(f"--workdir {options.workdir!r} is not a directory")
+        start_camera(_settings(shared) if replay is None else None, camera, freq=frequency,
+                     maxrate=maxrate, camera_opts=camera_opts, replay=replay, speed=speed,
+                     detach=detach, daemon_options=options, loglevel=shared["loglevel"],
+                     status=_status)
+        return
     raise click.UsageError("the curses monitor is not available in this version yet: "
                            "use --dump to watch events")
 

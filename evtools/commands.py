@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -13,8 +14,9 @@ from .filters import EventFilter
 from .proctitle import set_process_title
 from .runner import run_until_stopped
 from .source import LiveSource, ReplaySource
+from .state import State
 
-__all__ = ("run_dump", "run_demo", "make_source")
+__all__ = ("run_dump", "run_demo", "run_camera", "start_camera", "make_source")
 
 Status = Callable[[str], None]
 
@@ -50,3 +52,99 @@ def run_demo(settings: Settings, rate: float = 4.0, workers: int = 4, duration: 
            f"{safe_url(settings.broker_url)}. Watch with: evtools events -b "
            f"{safe_url(settings.broker_url)}   (Ctrl-C stops)")
     return run_until_stopped(lambda: cluster.run(duration or None), on_stop=cluster.stop)
+
+
+def run_camera(camera_cls: type, source: LiveSource | ReplaySource, freq: float = 1.0,
+               maxrate: str | None = None, timer: Any = None, options: dict[str, Any] | None = None,
+               status: Status = print, camera_name: str | None = None,
+               started: Callable[[], None] | None = None) -> int:
+    """Feed a State from ``source`` and photograph it with ``camera_cls`` until stopped.
+
+    On Ctrl-C or SIGTERM the capture stops, one last picture is taken and the camera closes.
+    """
+    set_process_title("cam")
+    state = State()
+    extra = {"timer": timer} if timer is not None else {}
+    camera = camera_cls(state, freq=freq, maxrate=maxrate, **extra, **(options or {}))
+    name = camera_name or f"{camera_cls.__module__}.{camera_cls.__qualname__}"
+    status(f"-> evcam: Taking snapshots with {name} (every {freq} secs.)")
+    camera.install()
+    restore = _on_hangup(camera)
+    if started is not None:
+        started()
+    try:
+        return run_until_stopped(lambda: source.run(state.event), on_stop=source.stop)
+    finally:
+        camera.cancel()
+        camera.close()
+        stop_timer = getattr(camera.timer, "stop", None)
+        if stop_timer is not None:
+            stop_timer()
+        restore()
+
+
+def _on_hangup(camera: Any) -> Callable[[], None]:
+    """On SIGHUP, reopen log files and the camera's files (logrotate); return an undo."""
+    import logging
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def reopen(signum: int, frame: Any) -> None:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    handler.close()
+                    handler.stream = handler._open()
+                finally:
+                    handler.release()
+        try:
+            camera.reopen()
+        except Exception:  # a camera that cannot reopen keeps running with what it has
+            logging.getLogger(__name__).exception("camera could not reopen its files")
+
+    previous = signal.signal(signal.SIGHUP, reopen)
+    return lambda: signal.signal(signal.SIGHUP, previous)
+
+
+def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
+                 maxrate: str | None = None, camera_opts: Sequence[str] = (),
+                 replay: IO[str] | None = None, speed: float = 1.0, detach: bool = False,
+                 daemon_options: Any = None, loglevel: str | None = None,
+                 status: Status = print) -> int:
+    """Run the camera in the foreground, or as a daemon when ``detach`` (returns once it runs)."""
+    import logging
+
+    from .daemon import PidFile, detach as daemonize
+    from .logsetup import setup_logging
+    from .snapshot import camera_options, load_camera
+    camera_cls = load_camera(camera_path)
+    options = camera_options(camera_cls, tuple(camera_opts))
+    log = logging.getLogger("evtools.evcam")
+
+    def warn(message: str) -> None:
+        log.warning("%s", message.removeprefix("-> "))
+
+    def run(started: Callable[[], None] | None = None) -> int:
+        source = make_source(settings, replay, speed, status=warn)
+        if isinstance(source, LiveSource):
+            source.retry_startup = True
+        return run_camera(camera_cls, source, freq=freq, maxrate=maxrate, options=options,
+                          status=status, camera_name=camera_path, started=started)
+
+    if not detach:
+        if daemon_options is not None and daemon_options.pidfile:
+            with PidFile(daemon_options.pidfile).acquire():
+                return run()
+        return run()
+    handler = setup_logging(loglevel or "INFO", daemon_options.logfile)
+    log_stream = getattr(handler, "stream", None) if daemon_options.logfile else None
+    preserve = [log_stream.fileno()] if log_stream is not None else []
+    if log_stream is not None and (daemon_options.uid is not None or daemon_options.gid is not None):
+        os.fchown(log_stream.fileno(), -1 if daemon_options.uid is None else daemon_options.uid,
+                  -1 if daemon_options.gid is None else daemon_options.gid)
+    import signal
+    ignore = {signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None}
+    return daemonize(daemon_options, run, preserve, log_stream=log_stream, signal_map=ignore)

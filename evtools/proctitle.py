@@ -15,7 +15,7 @@ __all__ = ("set_process_title", "title_for")
 def title_for(mode: str, argv: Sequence[str] | None = None) -> str:
     """Return the title of a mode: ``evtools events:<mode>`` followed by the arguments."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "events":
+    if args and args[0] in ("events", mode):
         args = args[1:]
     prefix = "evtools demo" if mode == "demo" else f"evtools events:{mode}"
     return mask_passwords(" ".join([prefix, *args]))

@@ -8,11 +8,15 @@ from typing import Any
 
 from kombu.utils.limits import TokenBucket
 
-from .errors import ConfigurationError
+import importlib
+import os
+from collections.abc import Mapping
+
+from .errors import CameraError, ConfigurationError
 from .state import State
 from .timer import Timer, TimerEntry
 
-__all__ = ("Polaroid", "Signal", "parse_rate")
+__all__ = ("Polaroid", "Signal", "parse_rate", "load_camera", "camera_options", "evcam")
 
 logger = logging.getLogger("evtools.evcam")
 
@@ -73,6 +77,11 @@ class Polaroid:
 
     timer: Any = None
     clear_after = False
+    #: Skip a picture when no event arrived since the last one (counted in :attr:`skipped`).
+    skip_unchanged = False
+    #: Options this camera takes from ``--camera-opt key=value`` or ``EVTOOLS_CAMERA_<KEY>``:
+    #: name -> (default, one-line description).
+    options_doc: dict[str, tuple[Any, str]] = {}
 
     def __init__(self, state: State, freq: float = 1.0, maxrate: str | float | None = None,
                  cleanup_freq: float = 3600.0, timer: Any = None, app: Any = None,
@@ -89,6 +98,10 @@ class Polaroid:
         self.cleanup_signal = Signal("cleanup_signal")
         self._tref: TimerEntry | None = None
         self._ctref: TimerEntry | None = None
+        #: Pictures taken and pictures skipped (rate limit or nothing new).
+        self.shutters = 0
+        self.skipped = 0
+        self._pictured_generation = -1
 
     def install(self) -> None:
         """Start taking pictures (and cleaning up) on the timer."""
@@ -108,11 +121,19 @@ class Polaroid:
         self.on_cleanup()
 
     def shutter(self) -> None:
-        """Take one picture, unless ``maxrate`` says too many were taken."""
+        """Take one picture, unless ``maxrate`` says too many were taken (or nothing changed)."""
+        generation = getattr(self.state, "generation", None)
+        if self.skip_unchanged and generation == self._pictured_generation:
+            self.skipped += 1
+            return
         if self.maxrate is None or self.maxrate.can_consume():
             logger.debug("Shutter: %s", self.state)
             self.shutter_signal.send(sender=self.state)
             self.on_shutter(self.state)
+            self.shutters += 1
+            self._pictured_generation = generation
+        else:
+            self.skipped += 1
 
     def capture(self) -> None:
         """Take a picture with the state frozen (then clear it if ``clear_after``)."""
@@ -126,9 +147,73 @@ class Polaroid:
         if self._ctref is not None:
             self._ctref.cancel()
 
+    def close(self) -> None:
+        """Release what the camera holds (files, databases): override this."""
+
+    def reopen(self) -> None:
+        """Reopen files after log rotation (SIGHUP): override this."""
+
     def __enter__(self) -> Polaroid:
         self.install()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.cancel()
+
+
+def load_camera(path: str) -> type[Polaroid]:
+    """Import ``package.module.Class`` and check it is a camera; raise :class:`CameraError`."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name or not class_name:
+        raise CameraError(f"camera {path!r} is not a dotted path like package.module.Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CameraError(f"cannot import camera module {module_name!r}: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise CameraError(f"importing camera module {module_name!r} failed: "
+                          f"{type(exc).__name__}: {exc}") from None
+    try:
+        camera = getattr(module, class_name)
+    except AttributeError:
+        raise CameraError(f"module {module_name!r} has no camera {class_name!r}") from None
+    if not (isinstance(camera, type) and issubclass(camera, Polaroid)):
+        raise CameraError(f"{path!r} is not a camera: it must be a subclass of "
+                          "evtools.snapshot.Polaroid")
+    return camera
+
+
+def camera_options(camera: type[Polaroid], given: list[str] | tuple[str, ...] = (),
+                   environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return a camera's options: ``EVTOOLS_CAMERA_<KEY>`` variables, then ``key=value`` pairs."""
+    environ = os.environ if environ is None else environ
+    known = camera.options_doc
+    options = {}
+    for name in known:
+        value = environ.get(f"EVTOOLS_CAMERA_{name.upper()}")
+        if value is not None:
+            options[name] = value
+    for pair in given:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigurationError(f"--camera-opt {pair!r}: expected KEY=VALUE")
+        if key not in known:
+            accepted = ", ".join(sorted(known)) or "none"
+            raise ConfigurationError(f"--camera-opt {key!r}: {camera.__name__} does not take it "
+                                     f"(options: {accepted})")
+        options[key] = value
+    return options
+
+
+def evcam(camera: str | type[Polaroid], freq: float = 1.0, maxrate: str | None = None,
+          loglevel: Any = 0, logfile: str | None = None, pidfile: str | None = None,
+          timer: Any = None, app: Any = None, settings: Any = None, **kwargs: Any) -> int:
+    """Take pictures of the cluster with ``camera`` until stopped (Celery's ``evcam``)."""
+    from .commands import run_camera
+    from .config import resolve_settings
+    from .source import LiveSource
+    settings = settings or resolve_settings(app=app)
+    camera_cls = load_camera(camera) if isinstance(camera, str) else camera
+    return run_camera(camera_cls, LiveSource(settings, retry_startup=True), freq=freq,
+                      maxrate=maxrate, timer=timer, options=kwargs)

@@ -38,9 +38,11 @@ class LiveSource:
     """
 
     def __init__(self, settings: Settings, wakeup: bool = True,
-                 status: StatusCallback = _quiet) -> None:
+                 status: StatusCallback = _quiet, retry_startup: bool = False) -> None:
         self.settings = settings
         self.wakeup = wakeup
+        #: Keep trying when the broker is unreachable at start-up (daemons) instead of failing.
+        self.retry_startup = retry_startup
         self.status = status
         self.receiver: EventReceiver | None = None
         #: Connection losses so far.
@@ -54,7 +56,8 @@ class LiveSource:
 
     def run(self, handler: EventHandler) -> None:
         """Call ``handler`` with each event until :meth:`stop` (or an exception)."""
-        connection = broker.connect(self.settings)
+        connection = (broker.connection_for(self.settings) if self.retry_startup
+                      else broker.connect(self.settings))
         receiver = self.receiver = EventReceiver(connection, handlers={"*": handler},
                                                  settings=self.settings, on_ready=self._ready)
         with ExitStack() as stack:

@@ -97,7 +97,7 @@ class Worker(_FieldDefaults):
     _fields = ("hostname", "pid", "freq", "heartbeats", "clock", "active", "processed",
                "loadavg", "sw_ident", "sw_ver", "sw_sys")
     __slots__ = _fields + ("utcoffset", "timestamp", "type", "local_received", "_drift_warned",
-                           "_id", "__dict__", "__weakref__")
+                           "_id", "_generation", "__dict__", "__weakref__")
     _defaults = {"utcoffset": None, "timestamp": None, "type": None, "local_received": None}
 
     def __init__(self, hostname: str | None = None, pid: int | None = None, freq: float = 60,
@@ -118,6 +118,7 @@ class Worker(_FieldDefaults):
         self.sw_sys = sw_sys
         self._drift_warned = False
         self._id: tuple[Any, str] | None = None
+        self._generation = 0
 
     def __reduce__(self) -> tuple:
         return self.__class__, (self.hostname, self.pid, self.freq, self.heartbeats, self.clock,
@@ -213,7 +214,7 @@ class Worker(_FieldDefaults):
 
 
 _WORKER_SETTABLE = frozenset(Worker.__slots__) - {"heartbeats", "_drift_warned", "_id",
-                                                  "__dict__", "__weakref__"}
+                                                  "_generation", "__dict__", "__weakref__"}
 _WORKER_RESERVED = frozenset(name for name in dir(Worker)) | {"event", "heartbeats"}
 
 
@@ -277,10 +278,10 @@ class Task(_FieldDefaults):
                      "terminated", "signum", "expired", "requeue")
     __slots__ = tuple(f for f in _fields if f not in {"root", "parent", "children"}) + \
         _event_fields + ("cluster_state", "_children", "_newest", "_oldest", "_indexed",
-                         "__dict__", "__weakref__")
+                         "_generation", "__dict__", "__weakref__")
     _defaults = dict.fromkeys(_fields + _event_fields)
     _defaults.update(state=states.PENDING, clock=0, _children=None, _newest=None,
-                     _oldest=None, _indexed=None, cluster_state=None)
+                     _oldest=None, _indexed=None, cluster_state=None, _generation=0)
 
     #: How to merge an event that logically happened before the current state: only these
     #: fields are taken from an event moving to that state (a late task-received still
@@ -498,6 +499,8 @@ class State:
         self.on_node_leave = on_node_leave
         self.event_count = 0
         self.task_count = 0
+        #: Counts every event applied and is never reset: what changed since a picture.
+        self.generation = 0
         self.handlers: dict[str, Callable[[str, dict], Any]] = {}
         #: Events the state could not use, by kind (``task-without-uuid``, ``no-type``...).
         self.dropped: Counter[str] = Counter()
@@ -604,6 +607,7 @@ class State:
 
     def _event(self, event: dict[str, Any]) -> Any:
         self.event_count += 1
+        self.generation += 1
         if self.event_callback:
             self.event_callback(self, event)
         try:
@@ -639,6 +643,7 @@ class State:
             if not is_offline:
                 self.workers[hostname] = worker
                 created = True
+        worker._generation = self.generation
         worker.event(subject, _number(event.get("timestamp"), 0.0) or None,
                      _number(event.get("local_received"), 0.0) or None, event)
         if self.on_node_join and (created or subject == "online"):
@@ -671,6 +676,7 @@ class State:
         created = task is None
         if created:
             task = self._new_task(uuid)
+        task._generation = self.generation
         if subject == "sent":  # sent by a client, not by a worker
             task.client = hostname
             origin = hostname
@@ -679,6 +685,7 @@ class State:
             if worker is None:
                 worker = self.workers[hostname] = self.Worker(hostname)
             task.worker = worker
+            worker._generation = self.generation
             if local_received:
                 # Celery passes these two swapped here: the worker's heartbeat list gets the
                 # event's own timestamp. Kept, so liveness matches Celery's.
@@ -798,6 +805,14 @@ class State:
                          reverse: bool = True) -> Iterator[tuple[str, Task]]:
         return islice(((uuid, task) for uuid, task in self.tasks_by_time(reverse=reverse)
                        if task.worker is not None and task.worker.hostname == hostname), limit)
+
+    def tasks_changed_since(self, generation: int) -> list[Task]:
+        """Return the tasks an event touched after :attr:`generation` was ``generation``."""
+        return [task for task in self.tasks.data.values() if task._generation > generation]
+
+    def workers_changed_since(self, generation: int) -> list[Worker]:
+        """Return the workers an event touched after :attr:`generation` was ``generation``."""
+        return [worker for worker in self.workers.data.values() if worker._generation > generation]
 
     def task_types(self) -> list[str]:
         """Return the sorted names of the task types seen."""

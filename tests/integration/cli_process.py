@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 
 
+#: Every process started, so a test that fails half-way leaves none running (see conftest).
+STARTED: list["EvtoolsProcess"] = []
+
+
 class EvtoolsProcess:
     """``python -m evtools ARGS`` with stdout and stderr collected by threads."""
 
@@ -28,6 +32,7 @@ class EvtoolsProcess:
                                           daemon=True)]
         for reader in self._readers:
             reader.start()
+        STARTED.append(self)
 
     @staticmethod
     def _read(stream, sink: list[str]) -> None:
@@ -69,8 +74,10 @@ class EvtoolsProcess:
         return code
 
     def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(5)
+        """SIGKILL the process and its group (no cleanup on its side)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
 
     def report(self) -> str:
         return (f"evtools {' '.join(self.args)}\n--- stdout ---\n" + "\n".join(self.stdout[-30:])
