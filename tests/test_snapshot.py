@@ -128,3 +128,26 @@ def test_a_failing_shutter_is_logged_and_the_timer_keeps_going(caplog):
         assert camera.timer.errors >= 3
     failures = [r for r in caplog.records if r.exc_info and "disk on fire" in str(r.exc_info[1])]
     assert len(failures) >= 3
+
+
+def test_load_camera_names_every_problem():
+    from evtools.errors import CameraError
+    from evtools.snapshot import load_camera
+    assert load_camera("evtools.cameras.SQLiteCamera").__name__ == "SQLiteCamera"
+    for path, message in [("Plain", "not a dotted path"), ("no_such_mod_x.Cam", "cannot import"),
+                          ("evtools.cameras.Nope", "has no camera 'Nope'"),
+                          ("evtools.state.State", "is not a camera")]:
+        with pytest.raises(CameraError, match=message):
+            load_camera(path)
+
+
+def test_skip_unchanged_counts_pictures_it_did_not_take():
+    class Lazy(Recorder):
+        skip_unchanged = True
+    state = State()
+    camera = Lazy(state)
+    camera.capture()
+    camera.capture()
+    state.event({"type": "task-received", "uuid": "u", "hostname": "w", "clock": 1})
+    camera.capture()
+    assert (len(camera.shots), camera.skipped, camera.shutters) == (2, 1, 2)
