@@ -131,6 +131,8 @@ def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
         source = make_source(settings, replay, speed, status=warn)
         if isinstance(source, LiveSource):
             source.retry_startup = True
+            # "running" means consuming, or at least retrying a broker that is down
+            source.on_running, started = started, None
         return run_camera(camera_cls, source, freq=freq, maxrate=maxrate, options=options,
                           status=status, camera_name=camera_path, started=started)
 
@@ -139,6 +141,8 @@ def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
             with PidFile(daemon_options.pidfile).acquire():
                 return run()
         return run()
+    if settings is not None and (daemon_options.uid is not None or daemon_options.gid is not None):
+        _warm_up(settings)
     handler = setup_logging(loglevel or "INFO", daemon_options.logfile)
     log_stream = getattr(handler, "stream", None) if daemon_options.logfile else None
     preserve = [log_stream.fileno()] if log_stream is not None else []
@@ -148,3 +152,27 @@ def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
     import signal
     ignore = {signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None}
     return daemonize(daemon_options, run, preserve, log_stream=log_stream, signal_map=ignore)
+
+
+def _warm_up(settings: Settings) -> None:
+    """Import what consuming needs while the interpreter's files are still readable.
+
+    After ``--uid`` drops privileges, a Python installed under a private home (pyenv under
+    /root) can no longer import anything: one short capture here pulls in the transport and
+    its lazy imports (a broker that is down is fine, the daemon retries it).
+    """
+    import hashlib  # noqa: F401 - imported lazily by broker clients
+    import hmac  # noqa: F401
+    import secrets  # noqa: F401
+    import socket
+
+    from .broker import connection_for
+    from .receiver import EventReceiver
+    connection = connection_for(settings, connect_timeout=3)
+    try:
+        connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+        EventReceiver(connection, settings=settings).capture(limit=1, timeout=0.2, wakeup=False)
+    except (socket.timeout, OSError, *connection.connection_errors, *connection.channel_errors):
+        pass
+    finally:
+        connection.release()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from .errors import EvtoolsError
+
 __all__ = ("setup_logging", "LOG_FORMAT")
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
@@ -14,7 +16,10 @@ def setup_logging(level: str | int | None = None, logfile: str | None = None) ->
     """Send log records at ``level`` (default WARNING) and above to ``logfile`` or stderr."""
     handler: logging.Handler
     if logfile:
-        handler = logging.FileHandler(logfile, encoding="utf-8")
+        try:
+            handler = logging.FileHandler(logfile, encoding="utf-8")
+        except OSError as exc:
+            raise EvtoolsError(f"cannot open log file {logfile}: {exc.strerror}") from None
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

@@ -88,6 +88,37 @@ _BROKER_VARS = (
                           "amqp://guest:guest@localhost:5672//."),
 )
 
+def _camera_items() -> tuple[tuple[str, str], ...]:
+    """One entry per shipped camera and per option of each, from the classes themselves."""
+    from .cameras import JSONLinesCamera, SQLiteCamera
+    items = []
+    for camera in (JSONLinesCamera, SQLiteCamera):
+        summary = " ".join(inspect.getdoc(camera).split("\n\n")[0].split())
+        items.append((f"evtools.cameras.{camera.__name__}", summary))
+        for name, (default, text) in camera.options_doc.items():
+            shown = "required" if default is None else f"default {default}"
+            items.append((f"  {name}=VALUE", f"({shown}) {text}"))
+    return tuple(items)
+
+
+_CAMERAS = Section(
+    "CAMERAS",
+    intro="--camera takes any subclass of evtools.snapshot.Polaroid. Options for a camera come "
+          "from --camera-opt KEY=VALUE (repeatable) or from the environment variable "
+          "EVTOOLS_CAMERA_<KEY>; the command line wins. The cameras that ship with evtools:",
+    items=_camera_items())
+
+_DAEMON = Section(
+    "DAEMON",
+    intro="With --detach the camera runs as a daemon (double fork, new session, standard streams "
+          "to /dev/null or the --logfile, working directory --workdir or /, file creation mask "
+          "--umask or 0). The command returns only once the daemon runs: status 0, or non-zero "
+          "with the reason when it could not start. --pidfile is locked for the daemon's life: "
+          "a second start is refused naming the running pid; a pidfile left by a process that "
+          "died is reclaimed; the file is removed on a clean exit. The pidfile and log file are "
+          "given to --uid/--gid before privileges are dropped. SIGTERM takes a last snapshot and "
+          "exits; SIGHUP reopens the log file and the camera's files (logrotate).")
+
 #: Sections beyond what click describes, by page name (a new subcommand gets none until added).
 EXTRA_SECTIONS: Mapping[str, tuple[Section, ...]] = MappingProxyType({
     "evtools": (
@@ -97,8 +128,12 @@ EXTRA_SECTIONS: Mapping[str, tuple[Section, ...]] = MappingProxyType({
                 items=_BROKER_VARS + _FS_BROKER_VARS),
     ),
     "evtools-events": (
+        _CAMERAS,
+        _DAEMON,
         _EXIT_STATUS,
-        Section("ENVIRONMENT", items=_BROKER_VARS + _FS_BROKER_VARS),
+        Section("ENVIRONMENT", items=_BROKER_VARS + _FS_BROKER_VARS + (
+            ("EVTOOLS_CAMERA_<KEY>", "An option of the --camera camera, as --camera-opt "
+                                     "KEY=VALUE would give it (see CAMERAS)."),)),
     ),
     "evtools-demo": (
         _EXIT_STATUS,

@@ -48,6 +48,8 @@ class LiveSource:
         #: Connection losses so far.
         self.reconnects = 0
         self.connected = threading.Event()
+        #: Called once, when the source first consumes or first retries an absent broker.
+        self.on_running: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -73,7 +75,13 @@ class LiveSource:
             receiver.run(wakeup=self.wakeup, on_connection_lost=self._lost,
                          on_connection_error=self._retrying)
 
+    def _running(self) -> None:
+        callback, self.on_running = self.on_running, None
+        if callback is not None:
+            callback()
+
     def _ready(self) -> None:
+        self._running()
         if self.receiver is not None:
             logger.info("consuming events from %s (queue %s)", self.url, self.receiver.queue.name)
         self.connected.set()
@@ -92,6 +100,7 @@ class LiveSource:
         logger.info("connection to %s lost: %s", self.url, exc)
 
     def _retrying(self, exc: Exception, interval: float) -> None:
+        self._running()
         reason = str(exc) or type(exc).__name__
         self.status(f"-> Cannot connect to {self.url}: {reason}. "
                     f"Trying again in {interval:g} seconds")

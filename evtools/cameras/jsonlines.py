@@ -16,7 +16,7 @@ __all__ = ("JSONLinesCamera",)
 
 
 class JSONLinesCamera(Polaroid):
-    """Append ``{"time", "workers", "tasks"}`` per picture: every worker with its liveness and
+    """Append one JSON document per picture: its time, every worker with its liveness and
     heartbeat age, and the tasks that changed since the previous picture.
 
     Each document is one complete line written with a single ``write`` on a file opened for
@@ -24,7 +24,7 @@ class JSONLinesCamera(Polaroid):
     """
 
     options_doc = {
-        "path": (None, "File to append to (required). Env: EVTOOLS_CAMERA_PATH."),
+        "path": (None, "The file to append to."),
     }
 
     def __init__(self, state: State, *args: Any, path: str | None = None, **kwargs: Any) -> None:

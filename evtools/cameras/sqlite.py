@@ -73,11 +73,12 @@ def _sql_value(value: Any) -> Any:
 
 
 class SQLiteCamera(Polaroid):
-    """Keep the cluster's workers and tasks in an SQLite file (WAL mode)."""
+    """Keep the cluster's workers and tasks in an SQLite file (WAL mode); the schema is
+    versioned and described in the module's documentation."""
 
     options_doc = {
-        "path": ("evtools.sqlite", "Database file. Env: EVTOOLS_CAMERA_PATH."),
-        "retention": (7 * 24 * 3600, "Seconds finished tasks are kept. Env: EVTOOLS_CAMERA_RETENTION."),
+        "path": ("evtools.sqlite", "The database file (relative to --workdir when detached)."),
+        "retention": (7 * 24 * 3600, "Seconds finished tasks are kept before cleanup deletes them."),
     }
 
     def __init__(self, state: State, *args: Any, path: str = "evtools.sqlite",
