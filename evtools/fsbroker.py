@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -21,9 +22,13 @@ from typing import Any, BinaryIO
 
 __all__ = ("default_folder", "transport_options", "Lease", "sweep")
 
+logger = logging.getLogger(__name__)
+
 EXCHANGE_SUFFIX = ".exchange"
 #: How often a lease is refreshed, in seconds.
 LEASE_INTERVAL = 2.0
+#: A lease younger than this is never taken for dead, whatever the queue expiry says.
+MIN_EXPIRY = 10.0
 
 
 def default_folder() -> Path:
@@ -49,7 +54,11 @@ def transport_options(folder: Path | None = None) -> dict[str, Any]:
 
 
 class Lease:
-    """Keep ``<folder>/leases/<queue>`` fresh from a thread while a consumer runs."""
+    """Keep ``<folder>/leases/<queue>`` fresh from a thread while a consumer runs.
+
+    Should a sweeper have taken the consumer for dead anyway (a process stopped for a while),
+    the lease puts the queue's binding back in the exchange table as it last saw it.
+    """
 
     def __init__(self, queue: str, folder: Path | None = None,
                  interval: float = LEASE_INTERVAL) -> None:
@@ -58,6 +67,7 @@ class Lease:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evtools-lease", daemon=True)
+        self._bindings: dict[Path, list[Any]] = {}
 
     def __enter__(self) -> Lease:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +88,27 @@ class Lease:
                 self.path.write_text(str(os.getpid()))
             except OSError:
                 pass  # a full or read-only disk: the next turn tries again
+            try:
+                self._keep_bound()
+            except (OSError, ValueError):
+                pass  # the next turn tries again
+
+    def _keep_bound(self) -> None:
+        queue = self.path.name
+        for table in (self.folder / "control").glob(f"*{EXCHANGE_SUFFIX}"):
+            with locked(table) as fh:
+                bindings = json.loads(fh.read() or "[]")
+                mine = [b for b in bindings if b[2] == queue]
+                if mine:
+                    self._bindings[table] = mine
+                    continue
+                lost = self._bindings.get(table)
+                if not lost:
+                    continue
+                logger.warning("queue %s was unbound by a sweep; binding it again", queue)
+                fh.seek(0)
+                fh.write(json.dumps(lost + bindings).encode())
+                fh.truncate()
 
 
 @contextmanager
@@ -109,7 +140,7 @@ def _stale_queues(control: Path, leases: Path, expires: float, now: float) -> di
                 age = now - lease.stat().st_mtime
             except FileNotFoundError:
                 age = now - table.stat().st_mtime if not lease.exists() else 0.0
-            if age > expires:
+            if age > max(expires, MIN_EXPIRY):
                 stale.setdefault(table, set()).add(queue)
     return stale
 

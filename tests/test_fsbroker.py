@@ -95,3 +95,22 @@ def test_live_source_unbinds_its_queue_when_it_stops(tmp_path, monkeypatch):
     source.stop()
     thread.join(10)
     assert json.loads(table.read_text()) == [] and os.listdir(tmp_path / "leases") == []
+
+
+def test_a_live_consumer_unbound_by_mistake_binds_itself_again(tmp_path):
+    fsbroker.transport_options(tmp_path)
+    table = bind_queue(tmp_path, "celeryev.slow")
+    with fsbroker.Lease("celeryev.slow", tmp_path, interval=0.05):
+        assert wait_for(lambda: True, timeout=0.2)
+        time.sleep(0.2)  # the lease has seen its binding
+        table.write_text("[]")  # a sweeper took it for dead
+        assert wait_for(lambda: [b[2] for b in json.loads(table.read_text())] == ["celeryev.slow"],
+                        timeout=5)
+
+
+def test_a_young_lease_is_never_swept_whatever_the_expiry(tmp_path):
+    fsbroker.transport_options(tmp_path)
+    bind_queue(tmp_path, "celeryev.q")
+    (tmp_path / "leases" / "celeryev.q").write_text("1")
+    os.utime(tmp_path / "leases" / "celeryev.q", (time.time() - 5, time.time() - 5))
+    assert fsbroker.sweep(tmp_path, ttl=5, expires=1)["queues"] == 0

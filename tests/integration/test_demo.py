@@ -22,7 +22,8 @@ def test_demo_events_show_in_the_dump_and_the_broker_folder_stays_bounded(tmp_pa
         return {json.loads(line)["type"] for line in list(keeper.stdout)}
     wanted = {"worker-online", "worker-heartbeat", "task-sent", "task-received", "task-started",
               "task-succeeded", "task-failed", "task-retried", "task-revoked"}
-    assert wait_for(lambda: seen_types() >= wanted, timeout=60), (seen_types(), demo.report())
+    assert wait_for(lambda: seen_types() >= wanted, timeout=60), \
+        (seen_types(), demo.report(), keeper.report())
     records = [json.loads(line) for line in keeper.stdout]
     assert any(r.get("parent_id") and r["parent_id"] != r["uuid"] for r in records)
     assert len({r["hostname"] for r in records if r["type"] == "worker-online"}) >= 3
