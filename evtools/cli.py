@@ -112,8 +112,8 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types:
                      detach=detach, daemon_options=options, loglevel=shared["loglevel"],
                      status=_status)
         return
-    raise click.UsageError("the curses monitor is not available in this version yet: "
-                           "use --dump to watch events")
+    from .commands import run_monitor
+    run_monitor(_settings(shared) if replay is None else None, replay=replay, speed=speed)
 
 
 @main.command()

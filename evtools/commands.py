@@ -16,7 +16,7 @@ from .runner import run_until_stopped
 from .source import LiveSource, ReplaySource
 from .state import State
 
-__all__ = ("run_dump", "run_demo", "run_camera", "start_camera", "make_source")
+__all__ = ("run_dump", "run_demo", "run_camera", "start_camera", "run_monitor", "make_source")
 
 Status = Callable[[str], None]
 
@@ -176,3 +176,20 @@ def _warm_up(settings: Settings) -> None:
         pass
     finally:
         connection.release()
+
+
+def run_monitor(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0) -> int:
+    """Open the curses monitor on the broker's events (or a recording's)."""
+    from .runner import terminate_as_interrupt
+    from .top import run_top
+    set_process_title("top")
+    state = State()
+    source = make_source(settings, replay, speed)
+    if settings is not None:
+        from .broker import connect
+        connect(settings).release()  # an unreachable broker is one line, before the screen opens
+    with terminate_as_interrupt():
+        try:
+            return run_top(state, source, settings)
+        except KeyboardInterrupt:
+            return 0

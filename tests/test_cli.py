@@ -108,6 +108,8 @@ def test_a_missing_recording_is_a_usage_error():
     assert result.exit_code == 2 and "No such file or directory" in result.output
 
 
-def test_without_a_mode_the_monitor_is_announced(tmp_path):
+def test_without_a_terminal_the_monitor_suggests_the_dump():
     result = CliRunner().invoke(main, ["events", "-b", "memory://"])
-    assert result.exit_code != 0 and "--dump" in result.output
+    assert result.exit_code == 1
+    assert result.output.strip() == ("evtools: the monitor needs a terminal: use --dump to print "
+                                     "events instead")
