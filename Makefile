@@ -60,11 +60,15 @@ system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get
 	fi
 
 # The README's first command: a simulated cluster on the embedded broker (filesystem://),
-# watched live with the dump. No server, no Celery.
+# watched live: the monitor on a terminal, the dump otherwise. No server, no Celery.
 demo: venv ## watch a simulated Celery cluster on the embedded broker (no server needed)
 	@$(PY) -m evtools demo & demo=$$!; \
 	trap 'kill $$demo 2>/dev/null; wait $$demo 2>/dev/null' EXIT INT TERM; \
-	$(PY) -m evtools events -b filesystem:// --dump
+	if [ -t 0 ] && [ -t 1 ]; then \
+	    $(PY) -m evtools events -b filesystem://; \
+	else \
+	    $(PY) -m evtools events -b filesystem:// --dump; \
+	fi
 
 test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
 	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)

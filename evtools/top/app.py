@@ -257,7 +257,7 @@ class Monitor:
         screen.erase()
         height, width = screen.getmaxyx()
         if height < screens.MIN_HEIGHT or width < screens.MIN_WIDTH:
-            screens.put(screen, 0, 0, "terminal too small")
+            screens.put(screen, 0, 0, "terminal too small" if width >= 18 else "too small")
             screen.refresh()
             return
         mode = {"tasks": "tasks", "workers": "workers", "details": self.detail[1]}[self.view]

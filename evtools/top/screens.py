@@ -67,7 +67,7 @@ def _columns(width: int) -> tuple[int, int, int, int, int]:
     """Widths of uuid, worker, task, time and state for a screen ``width`` cells wide."""
     time_w, state_w = 8, 9
     rest = max(width - time_w - state_w - 4, 3)
-    uuid_w = min(36, max(rest // 3, 1))
+    uuid_w = 36 if rest >= 80 else max(rest // 3, 1)  # whole uuids when there is room
     worker_w = max((rest - uuid_w) // 3, 1)
     name_w = max(rest - uuid_w - worker_w, 1)
     return uuid_w, worker_w, name_w, time_w, state_w
