@@ -23,6 +23,7 @@ from typing import Any
 
 from . import states
 from .lru import LRUMap
+from .states import NONE_PRECEDENCE, PRECEDENCE_LOOKUP, RETRY
 from .timeline import Timeline, time_key
 
 __all__ = ("State", "Task", "Worker", "TaskSet", "heartbeat_expires",
@@ -324,22 +325,24 @@ class Task(_FieldDefaults):
     def event(self, type_: str, timestamp: float | None = None, local_received: float | None = None,
               fields: Mapping[str, Any] | None = None) -> None:
         """Merge one event (``type_`` is the subject: ``'succeeded'``) into this task."""
-        fields = fields or {}
         state = TASK_EVENT_TO_STATE.get(type_)
         if state is not None:
             setattr(self, type_, timestamp)  # e.g. task.succeeded = timestamp
         else:
             state = type_.upper()  # a custom state such as PROGRESS
         current = self.state
-        if (state != states.RETRY and current != states.RETRY
-                and states.precedence(state) > states.precedence(current)):
+        if (state != RETRY and current != RETRY
+                and PRECEDENCE_LOOKUP.get(state, NONE_PRECEDENCE)
+                > PRECEDENCE_LOOKUP.get(current, NONE_PRECEDENCE)):
             # This event happened before the state the task is in: merge, don't move back.
             keep = self.merge_rules.get(state)
-            if keep is not None:
+            if keep is not None and fields:
                 fields = {k: v for k, v in fields.items() if k in keep}
-            self._apply(fields)
+            if fields:
+                self._apply(fields)
         else:
-            self._apply(fields)
+            if fields:
+                self._apply(fields)
             self.state = state
             self.timestamp = timestamp
 
@@ -347,9 +350,7 @@ class Task(_FieldDefaults):
         settable = _TASK_SETTABLE
         for key, value in fields.items():
             if key in settable:
-                if type(value) is str and key in _SHARED_STRINGS:
-                    value = sys.intern(value)
-                object.__setattr__(self, key, value)
+                setattr(self, key, value)
             elif type(key) is str and key not in _TASK_RESERVED and not key.startswith("_"):
                 self.__dict__[key] = value
 
@@ -660,23 +661,27 @@ class State:
         return task
 
     def _task_event(self, subject: str, event: dict[str, Any]) -> tuple[Task, bool] | None:
-        uuid = event.get("uuid")
+        get = event.get
+        uuid = get("uuid")
         if type(uuid) is not str or not uuid:
             self._drop("task-without-uuid")
             return None
-        hostname = event.get("hostname")
+        hostname = get("hostname")
         if type(hostname) is not str:
             hostname = ""
-        timestamp = _number(event.get("timestamp"), 0.0)
-        local_received = _number(event.get("local_received"), 0.0)
-        clock = event.get("clock")
+        raw_timestamp, raw_received = get("timestamp"), get("local_received")
+        timestamp = raw_timestamp if type(raw_timestamp) is float else _number(raw_timestamp)
+        local_received = raw_received if type(raw_received) is float else _number(raw_received)
+        clock = get("clock")
         if type(clock) is not int:
             clock = 0
+        generation = self.generation
         task = self.tasks.data.get(uuid)
         created = task is None
         if created:
             task = self._new_task(uuid)
-        task._generation = self.generation
+        task._generation = generation
+        worker = None
         if subject == "sent":  # sent by a client, not by a worker
             task.client = hostname
             origin = hostname
@@ -685,7 +690,7 @@ class State:
             if worker is None:
                 worker = self.workers[hostname] = self.Worker(hostname)
             task.worker = worker
-            worker._generation = self.generation
+            worker._generation = generation
             if local_received:
                 # Celery passes these two swapped here: the worker's heartbeat list gets the
                 # event's own timestamp. Kept, so liveness matches Celery's.
@@ -693,35 +698,36 @@ class State:
             origin = worker.id
         else:
             origin = ""
-        self._timeline.add(task, time_key(clock, origin, timestamp, uuid))
+        self._timeline.add(task, (clock, origin, timestamp, uuid))
         if subject == "received":
             self.task_count += 1
-        task.event(subject, event.get("timestamp"), event.get("local_received"), event)
-        self._index(task)
+        task.event(subject, raw_timestamp, raw_received, event)
+        if worker is not None:
+            task.hostname = worker.hostname  # one shared string instead of one per task
+        indexed = task._indexed
+        if (indexed is None or indexed[0] is not task.name or indexed[1] is not task.worker
+                or indexed[2] is not task.parent_id or uuid in self._pending_children.data):
+            self._index(task)
         return task, created
 
     def _index(self, task: Task) -> None:
         """File ``task`` by type, by worker and under its parent, as soon as each is known."""
-        name = task.name
-        worker = task.worker
-        indexed = task._indexed
-        key = (name, worker.hostname if worker is not None else None, task.parent_id)
-        if indexed == key:
-            if task._children is None and task.uuid in self._pending_children.data:
-                self._adopt_children(task)
-            return
-        old_name, old_host, old_parent = indexed or (None, None, None)
+        name, worker, parent_id = task.name, task.worker, task.parent_id
+        old_name, old_worker, old_parent = task._indexed or (None, None, None)
         uuid = task.uuid
         if name != old_name and type(name) is str:
+            name = task.name = sys.intern(name)
             if old_name is not None:
                 self.tasks_by_type.discard(old_name, uuid)
             self.tasks_by_type.add(name, task)
-            self._seen_types[name] = None
-        if key[1] != old_host and key[1] is not None:
-            if old_host is not None:
-                self.tasks_by_worker.discard(old_host, uuid)
-            self.tasks_by_worker.add(key[1], task)
-        parent_id = task.parent_id
+            if name not in self._seen_types.data:
+                self._seen_types[name] = None
+        elif name == old_name:
+            name = task.name = old_name  # keep sharing the one interned string
+        if worker is not old_worker and worker is not None:
+            if old_worker is not None:
+                self.tasks_by_worker.discard(old_worker.hostname, uuid)
+            self.tasks_by_worker.add(worker.hostname, task)
         if parent_id != old_parent and type(parent_id) is str and parent_id:
             parent = self.tasks.data.get(parent_id)
             if parent is not None:
@@ -732,7 +738,9 @@ class State:
                 if waiting is None:
                     waiting = self._pending_children[parent_id] = set()
                 waiting.add(uuid)
-        task._indexed = key
+        elif parent_id == old_parent:
+            parent_id = task.parent_id = old_parent
+        task._indexed = (name, worker, parent_id)
         if uuid in self._pending_children.data:
             self._adopt_children(task)
 
@@ -745,11 +753,11 @@ class State:
         """Remove an evicted task from every index (called by the task map)."""
         indexed = task._indexed
         if indexed is not None:
-            name, host, parent_id = indexed
+            name, worker, parent_id = indexed
             if name is not None:
                 self.tasks_by_type.discard(name, uuid)
-            if host is not None:
-                self.tasks_by_worker.discard(host, uuid)
+            if worker is not None:
+                self.tasks_by_worker.discard(worker.hostname, uuid)
             if parent_id:
                 parent = self.tasks.data.get(parent_id)
                 if parent is not None and parent._children is not None:
