@@ -22,23 +22,25 @@ Status = Callable[[str], None]
 
 
 def make_source(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0,
-                status: Status = lambda _: None, wakeup: bool = True) -> LiveSource | ReplaySource:
+                status: Status = lambda _: None, wakeup: bool = True,
+                watchdog: float | None = None) -> LiveSource | ReplaySource:
     """Return the event source: the recording when ``replay`` is given, else the broker."""
     if replay is not None:
         return ReplaySource(replay, speed=speed)
     assert settings is not None
-    return LiveSource(settings, wakeup=wakeup, status=status)
+    return LiveSource(settings, wakeup=wakeup, status=status, watchdog=watchdog)
 
 
 def run_dump(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0,
-             json_lines: bool = False, record: IO[str] | None = None, types: Sequence[str] = (), hostnames: Sequence[str] = (),
+             json_lines: bool = False, record: IO[str] | None = None,
+             watchdog: float | None = None, types: Sequence[str] = (), hostnames: Sequence[str] = (),
              tasks: Sequence[str] = (), status: Status = lambda _: None,
              out: Any = None) -> int:
     """Print every event (or those the filters keep) until stopped; return the exit status."""
     set_process_title("dump")
     dumper = Dumper(out=out, json_lines=json_lines, record=record,
                     event_filter=EventFilter(types=types, hostnames=hostnames, tasks=tasks))
-    source = make_source(settings, replay, speed, status)
+    source = make_source(settings, replay, speed, status, watchdog=watchdog)
     status("-> evdump: starting capture...")
     return run_until_stopped(lambda: source.run(dumper.on_event), on_stop=source.stop)
 
@@ -113,7 +115,7 @@ def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
                  maxrate: str | None = None, camera_opts: Sequence[str] = (),
                  replay: IO[str] | None = None, speed: float = 1.0, detach: bool = False,
                  daemon_options: Any = None, loglevel: str | None = None,
-                 status: Status = print) -> int:
+                 status: Status = print, watchdog: float | None = None) -> int:
     """Run the camera in the foreground, or as a daemon when ``detach`` (returns once it runs)."""
     import logging
 
@@ -128,7 +130,7 @@ def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
         log.warning("%s", message.removeprefix("-> "))
 
     def run(started: Callable[[], None] | None = None) -> int:
-        source = make_source(settings, replay, speed, status=warn)
+        source = make_source(settings, replay, speed, status=warn, watchdog=watchdog)
         if isinstance(source, LiveSource):
             source.retry_startup = True
             # "running" means consuming, or at least retrying a broker that is down

@@ -38,3 +38,9 @@ class MalformedEvent(EvtoolsError):
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
         self.detail = detail
+
+
+class WatchdogExpired(EvtoolsError):
+    """No event at all arrived for the ``--watchdog`` period."""
+
+    exit_code = 3

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-__all__ = ("broker_options", "dump_options", "camera_options", "daemon_options", "replay_options",
+__all__ = ("broker_options", "dump_options", "watchdog_option", "camera_options", "daemon_options", "replay_options",
            "LOG_LEVELS")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
@@ -68,6 +68,11 @@ dump_options = _apply([
     click.option("--task", "tasks", metavar="NAME-GLOB", multiple=True,
                  help="With --dump: only events of tasks whose name matches (proj.*). Repeatable."),
 ])
+
+watchdog_option = click.option(
+    "--watchdog", metavar="SECONDS", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="With --dump or --camera: exit with status 3 when no event at all arrived for this "
+         "long, so a supervisor can restart a stuck monitor.")
 
 replay_options = _apply([
     click.option("--replay", metavar="FILE", type=click.File("r", encoding="utf-8"), default=None,

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
 from . import broker, fsbroker
 from .config import Settings
-from .errors import MalformedEvent
+from .errors import MalformedEvent, WatchdogExpired
 from .receiver import EventReceiver, check_event
 
 __all__ = ("LiveSource", "ReplaySource", "EventHandler")
@@ -38,8 +39,12 @@ class LiveSource:
     """
 
     def __init__(self, settings: Settings, wakeup: bool = True,
-                 status: StatusCallback = _quiet, retry_startup: bool = False) -> None:
+                 status: StatusCallback = _quiet, retry_startup: bool = False,
+                 watchdog: float | None = None) -> None:
         self.settings = settings
+        #: Give up (:class:`WatchdogExpired`) when no event at all arrives for this long.
+        self.watchdog = watchdog
+        self._expired = False
         self.wakeup = wakeup
         #: Keep trying when the broker is unreachable at start-up (daemons) instead of failing.
         self.retry_startup = retry_startup
@@ -72,8 +77,12 @@ class LiveSource:
                 stack.callback(self._delete_queue, connection, receiver)
                 fsbroker.sweep(folder, ttl=self.settings.event_queue_ttl or 5.0,
                                expires=self.settings.event_queue_expires or 60.0)
+            if self.watchdog:
+                stack.enter_context(self._watching(receiver))
             receiver.run(wakeup=self.wakeup, on_connection_lost=self._lost,
                          on_connection_error=self._retrying)
+        if self._expired:
+            raise self._watchdog_error()
 
     def _running(self) -> None:
         callback, self.on_running = self.on_running, None
@@ -99,7 +108,35 @@ class LiveSource:
         self.status("-> Connection lost, attempting reconnect")
         logger.info("connection to %s lost: %s", self.url, exc)
 
+    def _watchdog_error(self) -> WatchdogExpired:
+        return WatchdogExpired(f"no event for {self.watchdog:g} seconds (--watchdog): exiting so "
+                               "that a supervisor can restart the monitor")
+
+    @contextlib.contextmanager
+    def _watching(self, receiver: EventReceiver) -> Iterator[None]:
+        """A thread that stops the capture once no message arrived for ``watchdog`` seconds."""
+        done = threading.Event()
+        started = time.time()
+
+        def watch() -> None:
+            while not done.wait(min(1.0, self.watchdog or 1.0)):
+                last = receiver.last_message_at or started
+                if time.time() - last > (self.watchdog or 0):
+                    self._expired = True
+                    receiver.should_stop = True
+                    return
+
+        thread = threading.Thread(target=watch, name="evtools-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(2)
+
     def _retrying(self, exc: Exception, interval: float) -> None:
+        if self._expired:
+            raise self._watchdog_error()
         self._running()
         reason = str(exc) or type(exc).__name__
         self.status(f"-> Cannot connect to {self.url}: {reason}. "

@@ -26,7 +26,7 @@ from .lru import LRUMap
 from .states import NONE_PRECEDENCE, PRECEDENCE_LOOKUP, RETRY
 from .timeline import Timeline, time_key
 
-__all__ = ("State", "Task", "Worker", "TaskSet", "heartbeat_expires",
+__all__ = ("State", "Task", "Worker", "TaskSet", "heartbeat_expires", "truncate",
            "HEARTBEAT_EXPIRE_WINDOW", "HEARTBEAT_DRIFT_MAX")
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,20 @@ TASK_EVENT_TO_STATE = {
     "revoked": states.REVOKED,
     "rejected": states.REJECTED,
 }
+
+#: Characters kept of a big task field (args, kwargs, result, exception, traceback).
+DEFAULT_MAX_FIELD_SIZE = 16384
+
+#: The task fields that can be big, and are cut to ``max_field_size``.
+BIG_FIELDS = ("args", "kwargs", "result", "exception", "traceback")
+
+TRUNCATION_MARK = "... [{} more characters truncated by evtools]"
+
+
+def truncate(value: str, limit: int) -> str:
+    """Return ``value`` cut to ``limit`` characters, marked as truncated."""
+    return value[:limit] + TRUNCATION_MARK.format(len(value) - limit)
+
 
 #: Fields whose values repeat across many tasks: one shared string each.
 _SHARED_STRINGS = frozenset({"name", "hostname", "type", "exchange", "routing_key", "queue",
@@ -492,8 +506,12 @@ class State:
                  max_tasks_in_memory: int = 10000,
                  on_node_join: Callable[[Worker], None] | None = None,
                  on_node_leave: Callable[[Worker], None] | None = None,
-                 tasks_by_type: Any = None, tasks_by_worker: Any = None) -> None:
+                 tasks_by_type: Any = None, tasks_by_worker: Any = None,
+                 max_field_size: int | None = DEFAULT_MAX_FIELD_SIZE) -> None:
         self.event_callback = callback
+        #: args, kwargs, result, exception and traceback longer than this are cut on ingest
+        #: (None keeps them whole), so one giant task cannot exhaust memory.
+        self.max_field_size = max_field_size
         self.max_workers_in_memory = max_workers_in_memory
         self.max_tasks_in_memory = max_tasks_in_memory
         self.on_node_join = on_node_join
@@ -505,6 +523,8 @@ class State:
         self.handlers: dict[str, Callable[[str, dict], Any]] = {}
         #: Events the state could not use, by kind (``task-without-uuid``, ``no-type``...).
         self.dropped: Counter[str] = Counter()
+        #: Big fields cut to ``max_field_size`` so far.
+        self.truncated = 0
         self._mutex = threading.RLock()
         self.workers = self._adopt(workers, max_workers_in_memory, None)
         self.tasks = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
@@ -702,6 +722,13 @@ class State:
         if subject == "received":
             self.task_count += 1
         task.event(subject, raw_timestamp, raw_received, event)
+        limit = self.max_field_size
+        if limit is not None:
+            for key in BIG_FIELDS:
+                value = get(key)
+                if type(value) is str and len(value) > limit and getattr(task, key) is value:
+                    setattr(task, key, truncate(value, limit))
+                    self.truncated += 1
         if worker is not None:
             task.hostname = worker.hostname  # one shared string instead of one per task
         indexed = task._indexed

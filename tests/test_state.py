@@ -353,3 +353,18 @@ def test_deprecated_task_event_and_worker_event():
     worker = state.worker_event("online", {"hostname": "w2", "timestamp": NOW,
                                            "local_received": NOW})
     assert worker[0].hostname == "w2"
+
+
+def test_giant_fields_are_truncated_on_ingest_and_marked():
+    state = State(max_field_size=100)
+    huge = "x" * 1_000_000
+    state.event(task_event("received", "big", 1, name="n", args=huge, kwargs="{}"))
+    state.event(task_event("failed", "big", 2, exception="E()", traceback="t" * 5000))
+    task = state.tasks["big"]
+    assert task.args.startswith("x" * 100) and len(task.args) < 200
+    assert task.args.endswith("[999900 more characters truncated by evtools]")
+    assert task.traceback.endswith("[4900 more characters truncated by evtools]")
+    assert task.kwargs == "{}" and task.exception == "E()" and state.truncated == 2
+    whole = State(max_field_size=None)
+    whole.event(task_event("received", "big", 1, name="n", args=huge))
+    assert whole.tasks["big"].args is huge

@@ -53,8 +53,14 @@ class JSONLinesCamera(Polaroid):
         }
         line = (json.dumps(document, ensure_ascii=False, default=str) + "\n").encode("utf-8",
                                                                                     "replace")
-        written = os.write(self._fd, line)
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+        except OSError:
+            os.ftruncate(self._fd, size)  # never leave half a line behind
+            raise
         if written != len(line):
+            os.ftruncate(self._fd, size)
             raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
         self._generation = generation
 

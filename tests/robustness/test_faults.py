@@ -1,0 +1,139 @@
+"""Faults: brokers killed and restarted under every mode, failing storage, stuck monitors."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from kombu import Connection
+
+from evtools.dispatcher import EventDispatcher
+from tests.helpers import wait_for
+from tests.integration.cli_process import EvtoolsProcess
+from tests.integration.terminal import Terminal
+
+
+def publish(url, uuid, hostname="w1@fault"):
+    with Connection(url) as connection, EventDispatcher(connection, hostname=hostname) as out:
+        out.send("task-received", uuid=uuid, name="proj.add", args="()", kwargs="{}")
+        out.send("task-succeeded", uuid=uuid, result="1", runtime=0.1)
+
+
+def restart(broker, process, times=3):
+    """Kill the broker several times; each time the process must say so and come back."""
+    for n in range(times):
+        broker.kill()
+        assert wait_for(lambda: sum("Connection lost" in l for l in process.stderr) > n, 30), \
+            process.report()
+        broker.start()
+        assert wait_for(lambda: sum("consuming events from" in l for l in process.stderr) > n + 1,
+                        90), process.report()
+
+
+@pytest.mark.parametrize("server", ["own_redis", "own_rabbit"])
+def test_the_camera_survives_broker_restarts_and_keeps_its_state(server, request, tmp_path):
+    broker = request.getfixturevalue(server)
+    database = tmp_path / "ev.sqlite"
+    camera = EvtoolsProcess("events", "-b", broker.url, "--camera", "evtools.cameras.SQLiteCamera",
+                            "--camera-opt", f"path={database}", "--frequency", "0.3", "-l", "info")
+    camera.wait_ready()
+    publish(broker.url, "before")
+    restart(broker, camera, times=2)
+    publish(broker.url, "after")
+
+    def stored():
+        with sqlite3.connect(database) as db:
+            return dict(db.execute("SELECT uuid, state FROM tasks").fetchall())
+    assert wait_for(lambda: stored() == {"before": "SUCCESS", "after": "SUCCESS"}, 30), \
+        (stored(), camera.report())
+    assert camera.process.poll() is None
+    assert camera.terminate() == 0
+    assert not any("Traceback" in line for line in camera.stderr), camera.report()
+
+
+def test_the_monitor_survives_broker_restarts(own_redis):
+    term = Terminal("events", "-b", own_redis.url)
+    try:
+        assert term.wait_text("events: "), term.screen()
+        publish(own_redis.url, "first-task")
+        assert term.wait_text("first-task"), term.screen()
+        for _ in range(3):
+            own_redis.kill()
+            assert term.wait_text("reconnecting...", 30), term.screen()
+            own_redis.start()
+            time.sleep(1)
+        assert term.wait_for(lambda s: "reconnecting" not in s, 60), term.screen()
+        publish(own_redis.url, "second-task")
+        assert term.wait_text("second-task", 30), term.screen()
+        assert "first-task" in term.screen() and term.exited() is None
+        term.keys("q")
+        assert term.wait_text("EXIT=0", 15)
+    finally:
+        term.close()
+
+
+def test_the_watchdog_ends_a_stuck_dump_with_status_3(own_redis):
+    dump = EvtoolsProcess("events", "-b", own_redis.url, "--dump", "--watchdog", "3", "-l", "info")
+    dump.wait_ready()
+    publish(own_redis.url, "alive")
+    assert dump.wait_for("alive", stream="stdout")
+    own_redis.kill()  # the broker dies and nothing comes back
+    assert dump.process.wait(30) == 3
+    assert wait_for(lambda: any("no event for 3 seconds (--watchdog)" in l for l in dump.stderr), 5)
+    assert not any("Traceback" in line for line in dump.stderr)
+
+
+def test_a_camera_whose_storage_fails_keeps_running_and_retries(redis_url, tmp_path):
+    snaps = tmp_path / "s.jsonl"
+    camera = EvtoolsProcess("events", "-b", redis_url, "--camera", "evtools.cameras.SQLiteCamera",
+                            "--camera-opt", f"path={tmp_path / 'ev.sqlite'}", "--frequency", "0.3",
+                            "-l", "info")
+    camera.wait_ready()
+    blocker = sqlite3.connect(tmp_path / "ev.sqlite", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # the database cannot be written: every shutter fails
+    publish(redis_url, "queued")
+    assert wait_for(lambda: sum("scheduled call Polaroid.capture failed" in l
+                                for l in camera.stderr) >= 2, 60), camera.report()
+    assert camera.process.poll() is None
+    blocker.rollback()
+    blocker.close()
+
+    def stored():
+        with sqlite3.connect(tmp_path / "ev.sqlite") as db:
+            return dict(db.execute("SELECT uuid, state FROM tasks").fetchall())
+    assert wait_for(lambda: stored().get("queued") == "SUCCESS", 60), camera.report()
+    assert camera.terminate() == 0
+
+
+def test_a_jsonl_camera_on_a_full_disk_logs_and_recovers(redis_url, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"could not mount a tiny tmpfs: {mounted.stderr}"
+    try:
+        snaps = small / "s.jsonl"
+        camera = EvtoolsProcess("events", "-b", redis_url, "--camera",
+                                "evtools.cameras.JSONLinesCamera", "--camera-opt", f"path={snaps}",
+                                "--frequency", "0.2", "-l", "info")
+        camera.wait_ready()
+        filler = small / "filler"
+        with open(filler, "wb") as fh:
+            try:
+                fh.write(b"x" * 1024 * 1024)
+            except OSError:
+                pass  # the disk is full now
+        publish(redis_url, "while-full")
+        assert wait_for(lambda: any("No space left on device" in l for l in camera.stderr), 30), \
+            camera.report()
+        assert camera.process.poll() is None
+        filler.unlink()
+        assert wait_for(lambda: any('"while-full"' in line for line in snaps.read_text().splitlines()),
+                        30), camera.report()
+        assert all(json.loads(line) for line in snaps.read_text().splitlines())
+        assert camera.terminate() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
