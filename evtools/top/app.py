@@ -294,8 +294,11 @@ class Monitor:
         elif connected is not None and not connected.is_set():
             parts.append("connecting..." if not getattr(self.source, "reconnects", 0)
                          else "reconnecting...")
-        if frame.dropped:
-            parts.append(f"dropped: {frame.dropped}")
+        receiver = getattr(self.source, "receiver", None)
+        dropped = frame.dropped + sum(getattr(receiver, "dropped", {}).values())
+        dropped += sum(getattr(self.source, "dropped", {}).values())
+        if dropped:
+            parts.append(f"dropped: {dropped}")
         if self.paused_frame is not None:
             parts.append("PAUSED")
         if self._log.messages:
