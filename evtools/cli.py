@@ -140,5 +140,60 @@ def demo(ctx: click.Context, rate: float, workers: int, duration: float, seed: i
              status=_status)
 
 
+@main.command(context_settings={"max_content_width": 100})
+@click.argument("command", metavar="COMMAND",
+                type=click.Choice(["ping", "enable_events", "disable_events", "heartbeat",
+                                   "revoke", "rate_limit"]))
+@click.argument("args", metavar="[ARGS]...", nargs=-1)
+@click.option("-d", "--destination", "destinations", metavar="HOSTNAME", multiple=True,
+              help="Only this worker (w1@host); repeatable or comma-separated. "
+                   "Default: every worker.")
+@click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for the next reply before giving up.")
+@click.option("-j", "--json", "json_lines", is_flag=True,
+              help='One JSON object per reply: {"hostname": ..., "reply": {"ok": ...}}.')
+@click.option("--terminate", is_flag=True,
+              help="With revoke: also kill the task if a worker is running it.")
+@click.option("-s", "--signal", "signal_name", metavar="SIG", default=None,
+              help="With revoke --terminate: the signal to kill with (TERM, KILL, ...; "
+                   "default TERM).")
+@broker_options
+@click.pass_context
+def control(ctx: click.Context, command: str, args: tuple[str, ...],
+            destinations: tuple[str, ...], timeout: float, json_lines: bool, terminate: bool,
+            signal_name: str | None, **given: Any) -> None:
+    """Send a remote control COMMAND to Celery workers and print their replies.
+
+    \b
+    COMMAND and its ARGS, with Celery's names:
+      ping                       each live worker answers pong
+      enable_events              turn task events on, as if started with -E
+      disable_events             turn task events off
+      heartbeat                  each worker sends a worker-heartbeat event now (no reply)
+      revoke TASK_ID...          revoke tasks; --terminate also kills a running one
+      rate_limit TASK_NAME RATE  at most RATE tasks of that name: 10/s, 10/m, 10/h; 0: no limit
+
+    Each reply is one line, "-> HOSTNAME: OK TEXT" (or ERROR), as celery control says it.
+    When no worker replies within --timeout, "Error: No nodes replied within time constraint"
+    goes to stderr and the status is 1 (also when a worker replies with an error).
+
+    \b
+    Examples:
+      evtools control ping
+      evtools control ping -d w1@host -d w2@host
+      evtools control enable_events -b redis://localhost:6379/0
+      evtools control revoke 7c1f2a3e-... --terminate --signal KILL
+      evtools control rate_limit proj.tasks.add 10/m
+      evtools control ping --json | jq -r .hostname
+    """
+    shared = _shared(ctx, given)
+    setup_logging(shared["loglevel"])
+    from .controlview import run_control
+    ctx.exit(run_control(_settings(shared), command, args, destination=destinations,
+                         timeout=timeout, json_lines=json_lines, terminate=terminate,
+                         signal=signal_name, out=click.echo, status=_status))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -88,6 +88,20 @@ _BROKER_VARS = (
                           "amqp://guest:guest@localhost:5672//."),
 )
 
+_CONTROL_EXIT_STATUS = Section("EXIT STATUS", items=(
+    ("0", "Every worker that replied answered OK; for heartbeat, which workers do not answer, "
+          "the command was sent."),
+    ("1", "No worker replied within --timeout (Error: No nodes replied within time constraint, "
+          "as celery control says it), a worker replied with an error (ERROR in its line), or "
+          "a broker error: a malformed broker URL, an unknown transport, a missing client "
+          "library (redis), or a broker that cannot be reached."),
+    ("2", "A usage or configuration error: an unknown command, missing or extra arguments, "
+          "an empty task id, a rate that is not like 10/s, 10/m or 10/h, an unknown signal, "
+          "--terminate or --signal with another command than revoke, or a -A app that cannot "
+          "be imported."),
+))
+
+
 def _camera_items() -> tuple[tuple[str, str], ...]:
     """One entry per shipped camera and per option of each, from the classes themselves."""
     from .cameras import JSONLinesCamera, SQLiteCamera
@@ -123,8 +137,8 @@ _DAEMON = Section(
 EXTRA_SECTIONS: Mapping[str, tuple[Section, ...]] = MappingProxyType({
     "evtools": (
         _EXIT_STATUS,
-        Section("ENVIRONMENT", intro="evtools events reads all four; evtools demo only "
-                                     "EVTOOLS_FS_BROKER and XDG_DATA_HOME.",
+        Section("ENVIRONMENT", intro="evtools events and evtools control read all four; "
+                                     "evtools demo only EVTOOLS_FS_BROKER and XDG_DATA_HOME.",
                 items=_BROKER_VARS + _FS_BROKER_VARS),
     ),
     "evtools-events": (
@@ -142,6 +156,13 @@ EXTRA_SECTIONS: Mapping[str, tuple[Section, ...]] = MappingProxyType({
                       "broker: it reads neither EVTOOLS_BROKER_URL nor CELERY_BROKER_URL, nor the "
                       "broker_url of the -A app.",
                 items=_FS_BROKER_VARS),
+    ),
+    "evtools-control": (
+        _CONTROL_EXIT_STATUS,
+        Section("ENVIRONMENT",
+                intro="The commands go to the exchange celery.pidbox (the control_exchange of "
+                      "the -A app, if given, with .pidbox appended), where Celery workers listen.",
+                items=_BROKER_VARS + _FS_BROKER_VARS),
     ),
 })
 
