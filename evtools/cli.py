@@ -12,7 +12,8 @@ from . import __version__
 from .config import Settings, resolve_settings
 from .errors import EvtoolsError
 from .logsetup import setup_logging
-from .options import broker_options, camera_options, daemon_options, dump_options, replay_options
+from .options import (broker_options, camera_options, daemon_options, dump_options,
+                      replay_options, watchdog_option)
 
 #: Options shared by ``evtools`` and its subcommands; a subcommand's own value wins.
 SHARED = ("broker", "app", "exchange", "queue_prefix", "queue_ttl", "queue_expires", "loglevel")
@@ -65,13 +66,14 @@ def main(**_: Any) -> None:
 @replay_options
 @camera_options
 @daemon_options
+@watchdog_option
 @click.pass_context
 def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types: tuple[str, ...],
            hostnames: tuple[str, ...], tasks: tuple[str, ...], replay: Any, speed: float,
            camera: str | None, frequency: float, maxrate: str | None,
            camera_opts: tuple[str, ...], detach: bool, pidfile: str | None,
            logfile: str | None, uid: str | None, gid: str | None, umask: str | None,
-           workdir: str | None, **given: Any) -> None:
+           workdir: str | None, watchdog: float | None, **given: Any) -> None:
     """Watch events: --dump prints them, --camera photographs the state, else the monitor.
 
     \b
@@ -90,12 +92,14 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types:
         raise click.UsageError("--detach runs the camera as a daemon: add --camera")
     if dump and camera:
         raise click.UsageError("choose one mode: --dump or --camera")
+    if watchdog and not (dump or camera):
+        raise click.UsageError("--watchdog works with --dump or --camera")
     if not detach:
         setup_logging(shared["loglevel"] or ("INFO" if camera else None), logfile)
     if dump:
         from .commands import run_dump
         run_dump(_settings(shared) if replay is None else None, replay=replay, speed=speed,
-                 json_lines=json_lines, record=record, types=types, hostnames=hostnames, tasks=tasks,
+                 json_lines=json_lines, record=record, watchdog=watchdog, types=types, hostnames=hostnames, tasks=tasks,
                  status=_status)
         return
     if camera:
@@ -110,6 +114,7 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types:
         start_camera(_settings(shared) if replay is None else None, camera, freq=frequency,
                      maxrate=maxrate, camera_opts=camera_opts, replay=replay, speed=speed,
                      detach=detach, daemon_options=options, loglevel=shared["loglevel"],
+                     watchdog=watchdog,
                      status=_status)
         return
     from .commands import run_monitor

@@ -66,9 +66,8 @@ def truncate(value: str, limit: int) -> str:
     return value[:limit] + TRUNCATION_MARK.format(len(value) - limit)
 
 
-#: Fields whose values repeat across many tasks: one shared string each.
-_SHARED_STRINGS = frozenset({"name", "hostname", "type", "exchange", "routing_key", "queue",
-                             "client", "sw_ident", "sw_ver", "sw_sys"})
+#: How many distinct repeated strings (task names, types, clients, queues) are shared at most.
+SHARED_STRINGS_LIMIT = 4096
 
 
 def heartbeat_expires(timestamp: float, freq: float = 60,
@@ -185,8 +184,6 @@ class Worker(_FieldDefaults):
         settable = _WORKER_SETTABLE
         for key, value in fields.items():
             if key in settable:
-                if key in _SHARED_STRINGS and type(value) is str:
-                    value = sys.intern(value)
                 object.__setattr__(self, key, value)
             elif type(key) is str and key not in _WORKER_RESERVED and not key.startswith("_"):
                 self.__dict__[key] = value
@@ -292,11 +289,13 @@ class Task(_FieldDefaults):
     _event_fields = ("hostname", "pid", "utcoffset", "local_received", "type", "queue",
                      "terminated", "signum", "expired", "requeue")
     __slots__ = tuple(f for f in _fields if f not in {"root", "parent", "children"}) + \
-        _event_fields + ("cluster_state", "_children", "_newest", "_oldest", "_indexed",
-                         "_generation", "__dict__", "__weakref__")
+        _event_fields + ("cluster_state", "_children", "_newest", "_oldest", "_indexed_name",
+                         "_indexed_worker", "_indexed_parent", "_generation", "__dict__",
+                         "__weakref__")
     _defaults = dict.fromkeys(_fields + _event_fields)
     _defaults.update(state=states.PENDING, clock=0, _children=None, _newest=None,
-                     _oldest=None, _indexed=None, cluster_state=None, _generation=0)
+                     _oldest=None, _indexed_name=None, _indexed_worker=None,
+                     _indexed_parent=None, cluster_state=None, _generation=0)
 
     #: How to merge an event that logically happened before the current state: only these
     #: fields are taken from an event moving to that state (a late task-received still
@@ -316,7 +315,8 @@ class Task(_FieldDefaults):
         self.state = states.PENDING
         self.clock = 0
         self.cluster_state = cluster_state
-        self._newest = self._oldest = self._indexed = None
+        self._newest = self._oldest = None
+        self._indexed_name = self._indexed_worker = self._indexed_parent = None
         self._children = None
         if children:
             self._children_set().uuids.update(dict.fromkeys(children))
@@ -525,6 +525,7 @@ class State:
         self.dropped: Counter[str] = Counter()
         #: Big fields cut to ``max_field_size`` so far.
         self.truncated = 0
+        self._strings: dict[str, str] = {}
         self._mutex = threading.RLock()
         self.workers = self._adopt(workers, max_workers_in_memory, None)
         self.tasks = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
@@ -729,21 +730,44 @@ class State:
                 if type(value) is str and len(value) > limit and getattr(task, key) is value:
                     setattr(task, key, truncate(value, limit))
                     self.truncated += 1
+        # One shared string for values that repeat across tasks, instead of one per task.
+        task.type = self._share(task.type)
         if worker is not None:
-            task.hostname = worker.hostname  # one shared string instead of one per task
-        indexed = task._indexed
-        if (indexed is None or indexed[0] is not task.name or indexed[1] is not task.worker
-                or indexed[2] is not task.parent_id or uuid in self._pending_children.data):
+            task.hostname = worker.hostname
+        elif subject == "sent":
+            task.client = task.hostname = self._share(hostname)
+            for key in ("queue", "exchange", "routing_key"):
+                value = getattr(task, key)
+                if type(value) is str:
+                    setattr(task, key, self._share(value))
+        if task.root_id == uuid and task.root_id is not uuid:
+            task.root_id = task.uuid
+        if (task._indexed_name is not task.name or task._indexed_worker is not task.worker
+                or task._indexed_parent is not task.parent_id
+                or uuid in self._pending_children.data):
             self._index(task)
         return task, created
+
+    def _share(self, value: Any) -> Any:
+        """Return the one copy of a repeated string (a bounded cache, never growing past a limit)."""
+        if type(value) is not str:
+            return value
+        strings = self._strings
+        shared = strings.get(value)
+        if shared is None:
+            if len(strings) >= SHARED_STRINGS_LIMIT:
+                strings.clear()
+            strings[value] = shared = value
+        return shared
 
     def _index(self, task: Task) -> None:
         """File ``task`` by type, by worker and under its parent, as soon as each is known."""
         name, worker, parent_id = task.name, task.worker, task.parent_id
-        old_name, old_worker, old_parent = task._indexed or (None, None, None)
+        old_name, old_worker, old_parent = (task._indexed_name, task._indexed_worker,
+                                            task._indexed_parent)
         uuid = task.uuid
         if name != old_name and type(name) is str:
-            name = task.name = sys.intern(name)
+            name = task.name = self._share(name)
             if old_name is not None:
                 self.tasks_by_type.discard(old_name, uuid)
             self.tasks_by_type.add(name, task)
@@ -767,7 +791,7 @@ class State:
                 waiting.add(uuid)
         elif parent_id == old_parent:
             parent_id = task.parent_id = old_parent
-        task._indexed = (name, worker, parent_id)
+        task._indexed_name, task._indexed_worker, task._indexed_parent = name, worker, parent_id
         if uuid in self._pending_children.data:
             self._adopt_children(task)
 
@@ -778,22 +802,20 @@ class State:
 
     def _forget_task(self, uuid: str, task: Task) -> None:
         """Remove an evicted task from every index (called by the task map)."""
-        indexed = task._indexed
-        if indexed is not None:
-            name, worker, parent_id = indexed
-            if name is not None:
-                self.tasks_by_type.discard(name, uuid)
-            if worker is not None:
-                self.tasks_by_worker.discard(worker.hostname, uuid)
-            if parent_id:
-                parent = self.tasks.data.get(parent_id)
-                if parent is not None and parent._children is not None:
-                    parent._children.uuids.pop(uuid, None)
-                waiting = self._pending_children.data.get(parent_id)
-                if waiting is not None:
-                    waiting.discard(uuid)
-                    if not waiting:
-                        del self._pending_children.data[parent_id]
+        name, worker, parent_id = task._indexed_name, task._indexed_worker, task._indexed_parent
+        if name is not None:
+            self.tasks_by_type.discard(name, uuid)
+        if worker is not None:
+            self.tasks_by_worker.discard(worker.hostname, uuid)
+        if parent_id:
+            parent = self.tasks.data.get(parent_id)
+            if parent is not None and parent._children is not None:
+                parent._children.uuids.pop(uuid, None)
+            waiting = self._pending_children.data.get(parent_id)
+            if waiting is not None:
+                waiting.discard(uuid)
+                if not waiting:
+                    del self._pending_children.data[parent_id]
         task._newest = task._oldest = None
 
     def _reindex(self) -> None:
@@ -804,7 +826,7 @@ class State:
         self._timeline = Timeline(self.tasks.data)
         for task in self.tasks.data.values():
             task.cluster_state = self
-            task._indexed = None
+            task._indexed_name = task._indexed_worker = task._indexed_parent = None
             if task._children is not None:
                 task._children._tasks = self.tasks.data
         for task in self.tasks.data.values():

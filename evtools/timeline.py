@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ("Timeline", "time_key")
 
-#: Entries beyond twice the number of live tasks (plus this slack) trigger a compaction.
+#: Entries beyond 1.5 times the number of live tasks (plus this slack) trigger a compaction.
 COMPACT_SLACK = 1024
 
 
@@ -64,7 +64,7 @@ class Timeline:
         get = self.tasks.get
         self.newest = [k for k in self.newest if getattr(get(k[3]), "_newest", None) is k]
         self.oldest = [k for k in self.oldest if getattr(get(k[3]), "_oldest", None) is k]
-        self._compact_at = 2 * max(len(self.newest), len(self.oldest)) + COMPACT_SLACK
+        self._compact_at = max(len(self.newest), len(self.oldest)) * 3 // 2 + COMPACT_SLACK
 
     def clear(self) -> None:
         """Forget every entry."""
