@@ -208,3 +208,26 @@ def test_a_camera_failing_every_time_keeps_running_and_logs_each_failure(redis_u
     assert camera.terminate() == 0
     failures = [line for line in camera.stderr if "scheduled call" in line and "failed" in line]
     assert len(failures) >= 5
+
+
+def test_sighup_reopens_the_log_and_the_jsonl_file_after_logrotate(redis_url, tmp_path):
+    pidfile, logfile, snaps = tmp_path / "cam.pid", tmp_path / "cam.log", tmp_path / "s.jsonl"
+    started = evtools("events", "-b", redis_url, "--camera", "evtools.cameras.JSONLinesCamera",
+                      "--camera-opt", f"path={snaps}", "--frequency", "0.2", "--detach",
+                      "--pidfile", str(pidfile), "--logfile", str(logfile), "-l", "info")
+    try:
+        assert started.returncode == 0, started.stderr
+        pid = int(pidfile.read_text())
+        assert wait_for(lambda: snaps.exists() and snaps.read_text().count("\n") >= 2, 30)
+        os.rename(snaps, tmp_path / "s.jsonl.1")  # what logrotate does
+        os.rename(logfile, tmp_path / "cam.log.1")
+        os.kill(pid, signal.SIGHUP)
+        assert wait_for(lambda: snaps.exists() and snaps.read_text().count("\n") >= 2, 30)
+        publish(redis_url, "after-rotate")
+        assert wait_for(lambda: '"after-rotate"' in snaps.read_text(), 30)
+        assert alive(pid)
+        os.kill(pid, signal.SIGTERM)
+        assert wait_for(lambda: not alive(pid), 30)
+        assert all(json.loads(line) for line in (tmp_path / "s.jsonl.1").read_text().splitlines())
+    finally:
+        stop_daemon(pidfile)
