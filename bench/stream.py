@@ -26,7 +26,8 @@ def task_events(tasks: int, seed: int = 1) -> Iterator[dict[str, Any]]:
     in_flight: list[list[dict[str, Any]]] = []
     produced = 0
     while produced < tasks or in_flight:
-        if produced < tasks and (len(in_flight) < 16 or rng.random() < 0.3):
+        # keep 16 to 32 tasks in flight: their events interleave, the backlog stays bounded
+        if produced < tasks and len(in_flight) < 32 and (len(in_flight) < 16 or rng.random() < 0.3):
             uuid = f"{rng.getrandbits(128):032x}"
             uuid = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:]}"
             worker = rng.choice(WORKERS)
