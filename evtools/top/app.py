@@ -284,7 +284,8 @@ class Monitor:
     _row_for_selection = None
 
     def _status(self, frame: Frame) -> str:
-        parts = [f"events: {frame.event_count}", f"tasks: {frame.total}",
+        more = "+" if frame.extra.get("more") else ""
+        parts = [f"events: {frame.event_count}", f"tasks: {frame.total}{more}",
                  f"workers: {len(frame.workers_alive)}/{frame.workers_total}"]
         if self.last_event_at is not None:
             parts.append(f"last event {time.time() - self.last_event_at:.0f}s ago")

@@ -22,6 +22,9 @@ __all__ = ("TaskRow", "WorkerRow", "Frame", "TaskFilter", "build_frame", "task_d
 
 ACTIVE_STATES = frozenset({states.RECEIVED, states.STARTED, states.RETRY})
 
+#: With a filter on, matching tasks are counted this far past the visible rows, no further.
+COUNT_AHEAD = 1000
+
 
 @dataclass(slots=True)
 class TaskRow:
@@ -77,6 +80,10 @@ class TaskFilter:
             self._match = re.compile(fnmatch.translate(text), re.IGNORECASE).match
         else:
             self._match = re.compile(re.escape(text), re.IGNORECASE).search
+        # Names and hostnames repeat: remember each verdict. A uuid is only hex digits and
+        # dashes, so a pattern with other letters can never match one: skip the search.
+        self._verdicts: dict[str, bool] = {}
+        self._can_match_uuid = set(text.lower()) <= set("0123456789abcdef-*?[]!")
 
     def __bool__(self) -> bool:
         return self._match is not None or self.only is not None
@@ -98,8 +105,18 @@ class TaskFilter:
             return False
         if self._match is None:
             return True
-        worker = task.worker.hostname if task.worker is not None else ""
-        return any(self._match(str(value)) for value in (task.name or "", task.uuid, worker))
+        verdicts = self._verdicts
+        for value in (task.name, task.worker.hostname if task.worker is not None else None):
+            if value is None:
+                continue
+            verdict = verdicts.get(value)
+            if verdict is None:
+                if len(verdicts) > 10_000:
+                    verdicts.clear()
+                verdict = verdicts[value] = self._match(str(value)) is not None
+            if verdict:
+                return True
+        return self._can_match_uuid and self._match(str(task.uuid)) is not None
 
 
 def _when(timestamp: Any) -> str:
@@ -118,13 +135,20 @@ def _row(task: Task) -> TaskRow:
 def build_frame(state: State, offset: int, height: int, task_filter: TaskFilter) -> Frame:
     """Copy the rows ``offset .. offset+height`` of the (filtered) newest-first task list."""
     with state._mutex:
+        more = False
         if task_filter:
-            matching = (pair for pair in state.tasks_by_time() if task_filter.keeps(pair[1]))
-            rows, total = [], 0
-            for _, task in matching:
+            # Count past the visible rows only so far: a frame must not scan 100,000 tasks.
+            rows, total, enough = [], 0, offset + height + COUNT_AHEAD
+            keeps = task_filter.keeps
+            for _, task in state.tasks_by_time():
+                if not keeps(task):
+                    continue
                 if offset <= total < offset + height:
                     rows.append(_row(task))
                 total += 1
+                if total >= enough:
+                    more = True
+                    break
         else:
             total = len(state.tasks)
             offset = max(0, min(offset, max(total - 1, 0)))
@@ -134,7 +158,7 @@ def build_frame(state: State, offset: int, height: int, task_filter: TaskFilter)
         dropped = sum(state.dropped.values())
         return Frame(rows=rows, offset=offset, total=total, event_count=state.event_count,
                      task_count=state.task_count, workers_alive=alive,
-                     workers_total=len(workers), dropped=dropped)
+                     workers_total=len(workers), dropped=dropped, extra={"more": more})
 
 
 def task_details(state: State, uuid: str, what: str) -> list[str]:
