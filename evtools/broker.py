@@ -9,11 +9,14 @@ from typing import Any
 from kombu import Connection
 from kombu.transport import resolve_transport
 
-from . import fsbroker, fstransport
+from . import amqptransport, fsbroker, fstransport
 from .config import Settings
 from .errors import BrokerError
 
 __all__ = ("check_url", "safe_url", "mask_passwords", "connection_for", "connect")
+
+#: Plain (not TLS) AMQP URLs, read through the buffered transport.
+AMQP_SCHEMES = frozenset({"amqp", "pyamqp"})
 
 #: Transports that need the ``redis`` client package.
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
@@ -61,6 +64,8 @@ def connection_for(settings: Settings, **options: Any) -> Connection:
     if scheme == "filesystem":
         transport_options = {**fsbroker.transport_options(), **transport_options}
         options.setdefault("transport", fstransport.Transport)
+    elif scheme in AMQP_SCHEMES:
+        options.setdefault("transport", amqptransport.Transport)
     try:
         return Connection(settings.broker_url, transport_options=transport_options, **options)
     except (ImportError, ValueError, KeyError) as exc:
