@@ -5,6 +5,11 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
+# The benchmark's own venv: evtools (editable) next to the Celery it is compared with.
+BENCH_VENV  := .bench-venv
+BENCH_PY    := $(BENCH_VENV)/bin/python
+BENCH_QUICK ?=
+
 # Where `make install` puts the man pages and completions; DESTDIR stages a package.
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -20,7 +25,7 @@ RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test man completions install clean
+.PHONY: help venv system-deps test bench man completions install clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -73,6 +78,17 @@ demo: venv ## watch a simulated Celery cluster on the embedded broker (no server
 test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
 	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)
 
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON3) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e '.[redis]' celery==5.7.0 redis
+	touch $@
+
+# Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.
+# About 15 minutes on 2 cores; BENCH_QUICK=1 is a smoke run of a few minutes (RESULTS-quick.md).
+bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md (BENCH_QUICK=1: smoke run)
+	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.run
+
 # Pages of removed subcommands must not linger, hence the rm.
 man: venv ## regenerate the man pages in man/ from the click definitions
 	rm -f man/*.1
@@ -88,6 +104,10 @@ install: ## install the man pages and shell completions under $PREFIX (/usr/loca
 	install -m 644 completions/evtools.bash '$(BASHCOMPDIR)/evtools'
 	install -m 644 completions/_evtools '$(ZSHCOMPDIR)/_evtools'
 	install -m 644 completions/evtools.fish '$(FISHCOMPDIR)/evtools.fish'
+
+# Ten minutes at 10,000 events/s into the monitor and a camera, RSS sampled: bench/SOAK.md.
+soak: system-deps venv ## soak run: 10k events/s for 10 minutes into the monitor and a camera
+	$(PY) -m bench.soak --seconds $${SOAK_SECONDS:-600} --rate $${SOAK_RATE:-10000}
 
 clean: ## remove .venv, build output and caches
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .servers
