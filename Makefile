@@ -25,7 +25,7 @@ RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test bench man completions install clean
+.PHONY: help venv system-deps test bench man completions install clean demo soak
 
 help: ## list the targets
 	@echo "Targets:"
