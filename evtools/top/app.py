@@ -99,6 +99,7 @@ class Monitor:
         screen.keypad(True)
         self.palette = screens.Palette()
         last_draw = 0.0
+        interval = FRAME_INTERVAL
         dirty = True
         while not self.quitting:
             key = screen.getch()
@@ -110,8 +111,12 @@ class Monitor:
                 self._seen_events = self.state.event_count
                 self.last_event_at = time.time()
                 dirty = True
-            if dirty and now - last_draw >= FRAME_INTERVAL or now - last_draw >= 1.0:
+            if dirty and now - last_draw >= interval or now - last_draw >= max(interval, 1.0):
                 self.draw(screen)
+                took = time.monotonic() - now
+                # A slow frame (a rare filter over 100,000 tasks) must not starve the thread
+                # that consumes events: drawing gets at most a fifth of the time.
+                interval = max(FRAME_INTERVAL, took * 5)
                 last_draw, dirty = now, False
 
     # -- keys ------------------------------------------------------------------------------
