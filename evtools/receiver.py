@@ -154,6 +154,8 @@ class EventReceiver:
         #: Called each time the consumer is ready (queue bound), before the first wait.
         self.on_ready = on_ready
         self._handler_errors_apart = False
+        self._offset = 0.0
+        self._offset_expires = 0.0
 
     # -- the connection ------------------------------------------------------------------
 
@@ -198,12 +200,20 @@ class EventReceiver:
                 body["clock"] = self.clock.forward()
             else:
                 self.clock.adjust(clock)
+        received = now()
         if localize:
             offset, timestamp = body.get("utcoffset"), body.get("timestamp")
             if offset is not None and timestamp is not None:
-                body["timestamp"] = timestamp - (offset - utcoffset()) * 3600
-        body["local_received"] = now()
+                body["timestamp"] = timestamp - (offset - self._local_offset(received)) * 3600
+        body["local_received"] = received
         return type_, body
+
+    def _local_offset(self, now: float) -> float:
+        """This host's UTC offset, looked up at most once a minute (``localtime`` is not free)."""
+        if now >= self._offset_expires or now < self._offset_expires - 120:
+            self._offset = utcoffset()
+            self._offset_expires = now + 60
+        return self._offset
 
     def _drop(self, error: MalformedEvent) -> None:
         kind = error.kind
