@@ -34,6 +34,20 @@ def restart(broker, process, times=3):
 
 
 @pytest.mark.parametrize("server", ["own_redis", "own_rabbit"])
+def test_the_dump_survives_repeated_broker_kills(server, request):
+    broker = request.getfixturevalue(server)
+    dump = EvtoolsProcess("events", "-b", broker.url, "--dump", "-l", "info")
+    dump.wait_ready()
+    publish(broker.url, "before-kills")
+    assert dump.wait_for("before-kills", stream="stdout"), dump.report()
+    restart(broker, dump, times=3)
+    publish(broker.url, "after-kills")
+    assert dump.wait_for("after-kills", stream="stdout", timeout=30), dump.report()
+    assert dump.terminate() == 0
+    assert not any("Traceback" in line for line in dump.stderr), dump.report()
+
+
+@pytest.mark.parametrize("server", ["own_redis", "own_rabbit"])
 def test_the_camera_survives_broker_restarts_and_keeps_its_state(server, request, tmp_path):
     broker = request.getfixturevalue(server)
     database = tmp_path / "ev.sqlite"
@@ -54,19 +68,20 @@ def test_the_camera_survives_broker_restarts_and_keeps_its_state(server, request
     assert not any("Traceback" in line for line in camera.stderr), camera.report()
 
 
-def test_the_monitor_survives_broker_restarts(own_redis):
-    term = Terminal("events", "-b", own_redis.url)
+@pytest.mark.parametrize("server", ["own_redis", "own_rabbit"])
+def test_the_monitor_survives_broker_restarts(server, request):
+    broker = request.getfixturevalue(server)
+    term = Terminal("events", "-b", broker.url)
     try:
         assert term.wait_text("events: "), term.screen()
-        publish(own_redis.url, "first-task")
+        publish(broker.url, "first-task")
         assert term.wait_text("first-task"), term.screen()
         for _ in range(3):
-            own_redis.kill()
+            broker.kill()
             assert term.wait_text("reconnecting...", 30), term.screen()
-            own_redis.start()
-            time.sleep(1)
-        assert term.wait_for(lambda s: "reconnecting" not in s, 60), term.screen()
-        publish(own_redis.url, "second-task")
+            broker.start()
+            assert term.wait_for(lambda s: "reconnecting" not in s, 90), term.screen()
+        publish(broker.url, "second-task")
         assert term.wait_text("second-task", 30), term.screen()
         assert "first-task" in term.screen() and term.exited() is None
         term.keys("q")
