@@ -152,3 +152,14 @@ def test_a_jsonl_camera_on_a_full_disk_logs_and_recovers(redis_url, tmp_path):
         assert camera.terminate() == 0
     finally:
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_the_watchdog_ends_a_camera_that_hears_nothing(own_redis, tmp_path):
+    camera = EvtoolsProcess("events", "-b", own_redis.url, "--camera",
+                            "evtools.cameras.JSONLinesCamera", "--camera-opt",
+                            f"path={tmp_path / 's.jsonl'}", "--watchdog", "3", "-l", "info")
+    camera.wait_ready()
+    assert camera.process.wait(30) == 3
+    assert any("no event for 3 seconds (--watchdog)" in line for line in camera.stderr) or \
+        wait_for(lambda: any("--watchdog" in line for line in camera.stderr), 5), camera.report()
+    assert (tmp_path / "s.jsonl").read_text().count("\n") >= 1  # the last picture was taken
