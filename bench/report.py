@@ -189,7 +189,8 @@ class Report:
             f"| py-amqp / redis-py | {m['amqp']} / {m['redis']} |",
             f"| redis-server / rabbitmq-server | {self.brokers.get('redis-server')} / "
             f"{self.brokers.get('rabbitmq-server')} (private, on loopback) |",
-            f"| load average at start / end | {m['load']} / {after['load']} |", "",
+            f"| load average at start / end | {m['load']} / {after['load']} "
+            f"(each run's is in the JSON below, `load_before`) |", "",
             f"**Caveat:** the machine has {m['nproc']} cores, and other work (test suites, other "
             "benchmarks) ran on it concurrently; the broker, the publisher and the process "
             "measured share those cores. Alternating the implementations spreads that noise over "

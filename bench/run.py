@@ -110,6 +110,12 @@ def run_case(command: Sequence[str], timeout: float, log: Path) -> dict[str, Any
     return json.loads(lines[-1])
 
 
+def load_average() -> float:
+    """The machine's one-minute load average: how much else was running."""
+    with open("/proc/loadavg") as loadavg:
+        return float(loadavg.read().split()[0])
+
+
 def _order(rep: int) -> tuple[str, ...]:
     """Alternate which implementation runs first."""
     return IMPLS if rep % 2 == 0 else tuple(reversed(IMPLS))
@@ -133,9 +139,10 @@ def run_all(cases: Sequence[Case], brokers: Brokers, log: Path) -> dict[str, dic
         by_impl = results[case.key] = {impl: [] for impl in IMPLS}
         for rep in range(case.reps):
             for impl in _order(rep):
-                began = time.monotonic()
+                began, load = time.monotonic(), load_average()
                 result = run_case(case_command(case, impl, brokers), case.timeout, log)
                 result["wall_seconds"] = time.monotonic() - began
+                result["load_before"] = load
                 by_impl[impl].append(result)
                 done += 1
                 say(f"{done}/{total} {case.key} rep {rep + 1}/{case.reps} {impl}: "
