@@ -86,6 +86,7 @@ class _Watchdog(threading.Thread):
         self.began = time.perf_counter()
 
     def run(self) -> None:
+        """Check every 0.2 s until the receiver stops."""
         while not self.receiver.should_stop:
             time.sleep(0.2)
             now = time.perf_counter()
