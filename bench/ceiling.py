@@ -25,7 +25,7 @@ def rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def main(impl: str) -> dict[str, float]:
+def main(impl: str, tasks: int = TASKS) -> dict[str, float]:
     """Run the flood through ``impl``'s State with its default limits."""
     if impl == "celery":
         from celery.events.state import State
@@ -35,7 +35,7 @@ def main(impl: str) -> dict[str, float]:
     gc.collect()
     baseline = rss_mib()
     events = 0
-    for event in task_events(TASKS, seed=11):
+    for event in task_events(tasks, seed=11):
         if event["type"] == "task-received" and events % 5 == 0:
             event["parent_id"] = f"gone-{events}"  # children waiting for parents never seen
         state.event(event)
@@ -46,7 +46,9 @@ def main(impl: str) -> dict[str, float]:
     gc.collect()
     return {"impl": impl, "events": events, "tasks_kept": len(state.tasks),
             "baseline_mib": round(baseline, 1), "end_mib": round(rss_mib(), 1),
-            "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_growth_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                                     - baseline, 1)}
 
 
 if __name__ == "__main__":

@@ -96,6 +96,14 @@ def _memory_cases(s: Sizes) -> list[Case]:
                  details=("tasks_kept",))]
 
 
+def _ceiling_cases(s: Sizes) -> list[Case]:
+    tasks = s.large_tasks * 2
+    return [Case("ceiling", "Memory ceiling under a flood",
+                 f"peak RSS growth, ~{_k(tasks * 5)} events over {_k(tasks)} tasks, default limits",
+                 ("--case", "ceiling", "--tasks", str(tasks)), "peak_growth_mib", "MiB",
+                 s.slow_reps, lower_is_better=True, details=("events", "tasks_kept", "peak_mib"))]
+
+
 def _receiver_cases(s: Sizes) -> list[Case]:
     cases = []
     for broker, name in (("amqp", "RabbitMQ"), ("redis", "Redis")):
@@ -140,7 +148,8 @@ def _frame_cases(s: Sizes) -> list[Case]:
 
 def plan(sizes: Sizes) -> list[Case]:
     """Every case, in the order they run."""
-    return (_ingest_cases(sizes) + _memory_cases(sizes) + _receiver_cases(sizes)
+    return (_ingest_cases(sizes) + _memory_cases(sizes) + _ceiling_cases(sizes)
+            + _receiver_cases(sizes)
             + _dump_cases(sizes) + _frame_cases(sizes))
 
 

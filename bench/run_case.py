@@ -128,9 +128,16 @@ def case_frame(args: argparse.Namespace) -> dict[str, Any]:
     return {"tasks_kept": len(state.tasks), **time_frames(args.impl, state, args.frames)}
 
 
+def case_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak memory under a flood (5 events a task, orphans included) with the default limits."""
+    from .ceiling import main as flood
+
+    return flood(args.impl, args.tasks)
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "ingest": case_ingest, "memory": case_memory, "receiver": case_receiver,
-    "dump": case_dump, "frame": case_frame,
+    "dump": case_dump, "frame": case_frame, "ceiling": case_ceiling,
 }
 
 
