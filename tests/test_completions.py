@@ -91,7 +91,7 @@ def test_fish_protocol_completes_options() -> None:
 def test_bash_script_completes_in_bash() -> None:
     bash = shutil.which("bash")
     if bash is None:
-        pytest.skip("bash is not installed")
+        pytest.fail("bash is not installed", pytrace=False)
     script = (f"source {COMPLETIONS_DIR / SCRIPT_NAMES['bash']}\n"
               "COMP_WORDS=(evtools events --du); COMP_CWORD=2\n"
               "_evtools_completion evtools --du events\n"
