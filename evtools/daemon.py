@@ -19,8 +19,6 @@ import grp
 import logging
 import os
 import pwd
-import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

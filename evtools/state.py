@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import sys
 import threading
 import time
 from collections import Counter

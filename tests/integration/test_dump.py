@@ -55,7 +55,7 @@ def test_a_real_workers_events_come_out_of_the_dump(broker_url, celery_worker, c
                      "task-started", "task-succeeded", "task-failed", "worker-offline"}
     assert all("local_received" in record and "clock" in record for record in records)
 
-    assert filtered.stdout and all(f"task succeeded: interop_tasks.add(" in line
+    assert filtered.stdout and all("task succeeded: interop_tasks.add(" in line
                                    for line in filtered.stdout), filtered.report()
 
     replayed = subprocess.run([sys.executable, "-m", "evtools", "events", "--replay",

@@ -2,7 +2,6 @@
 
 import pickle
 
-import pytest
 from kombu import Connection, Producer, Queue
 
 from evtools.dispatcher import EventDispatcher

@@ -1,11 +1,8 @@
 """Faults: brokers killed and restarted under every mode, failing storage, stuck monitors."""
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
-import time
 
 import pytest
 from kombu import Connection
@@ -102,7 +99,6 @@ def test_the_watchdog_ends_a_stuck_dump_with_status_3(own_redis):
 
 
 def test_a_camera_whose_storage_fails_keeps_running_and_retries(redis_url, tmp_path):
-    snaps = tmp_path / "s.jsonl"
     camera = EvtoolsProcess("events", "-b", redis_url, "--camera", "evtools.cameras.SQLiteCamera",
                             "--camera-opt", f"path={tmp_path / 'ev.sqlite'}", "--frequency", "0.3",
                             "-l", "info")
