@@ -121,3 +121,12 @@ def own_rabbit() -> Iterator[RabbitServer]:
     with _dedicated(RabbitServer, "own_rabbit") as server:
         assert isinstance(server, RabbitServer)
         yield server
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Kill whatever ``evtools`` process a test started and did not stop (a failed test)."""
+    from tests.integration.cli_process import STARTED
+    yield
+    while STARTED:
+        STARTED.pop().kill()

@@ -47,15 +47,6 @@ class CeleryWorker:
         return self.log_path.read_text(errors="replace")[-3000:]
 
 
-@pytest.fixture(autouse=True)
-def no_process_left_behind() -> Iterator[None]:
-    """Kill whatever ``evtools`` process a test started and did not stop (a failed test)."""
-    from tests.integration.cli_process import STARTED
-    yield
-    while STARTED:
-        STARTED.pop().kill()
-
-
 @pytest.fixture
 def celery_worker(tmp_path: Path) -> Iterator[Callable[..., CeleryWorker]]:
     """Start real Celery workers: ``celery_worker(broker_url, hostname="w1@test")``."""
