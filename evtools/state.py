@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any
 
 from . import states
+from .fieldwriter import FieldSpec, WriterCache
 from .lru import LRUMap
 from .states import NONE_PRECEDENCE, PRECEDENCE_LOOKUP, RETRY
 from .timeline import Timeline, time_key
@@ -155,15 +156,22 @@ class Worker(_FieldDefaults):
         if type_ == "offline":
             self.heartbeats.clear()
             return
+        self._heartbeat(timestamp, local_received, max_drift)
+
+    def _heartbeat(self, timestamp: Any, local_received: Any, max_drift: float) -> None:
+        """Record ``local_received`` as a heartbeat of an event sent at ``timestamp``."""
         if not local_received or not timestamp:
             return
-        try:
-            drift = abs(int(local_received) - int(timestamp))
-        except (TypeError, ValueError, OverflowError):
-            return
-        if drift > max_drift and not self._drift_warned:
-            self._drift_warned = True
-            self._warn_drift(drift, local_received, timestamp)
+        if (type(timestamp) is not float or type(local_received) is not float
+                or not 1 - max_drift < local_received - timestamp < max_drift - 1):
+            # Only a gap this wide can make the whole-second drift exceed max_drift.
+            try:
+                drift = abs(int(local_received) - int(timestamp))
+            except (TypeError, ValueError, OverflowError):
+                return
+            if drift > max_drift and not self._drift_warned:
+                self._drift_warned = True
+                self._warn_drift(drift, local_received, timestamp)
         heartbeats = self.heartbeats
         if len(heartbeats) > self.heartbeat_max - 1:
             heartbeats.pop(0)
@@ -338,6 +346,11 @@ class Task(_FieldDefaults):
     def event(self, type_: str, timestamp: float | None = None, local_received: float | None = None,
               fields: Mapping[str, Any] | None = None) -> None:
         """Merge one event (``type_`` is the subject: ``'succeeded'``) into this task."""
+        self._merge(type_, timestamp, fields, Task._apply)
+
+    def _merge(self, type_: str, timestamp: float | None, fields: Mapping[str, Any] | None,
+               write: Callable[[Task, Mapping[str, Any]], None]) -> None:
+        """Merge one event, copying fields with ``write(task, fields)``."""
         state = TASK_EVENT_TO_STATE.get(type_)
         if state is not None:
             setattr(self, type_, timestamp)  # e.g. task.succeeded = timestamp
@@ -352,10 +365,10 @@ class Task(_FieldDefaults):
             if keep is not None and fields:
                 fields = {k: v for k, v in fields.items() if k in keep}
             if fields:
-                self._apply(fields)
+                write(self, fields)
         else:
             if fields:
-                self._apply(fields)
+                write(self, fields)
             self.state = state
             self.timestamp = timestamp
 
@@ -449,6 +462,13 @@ _TASK_RESERVED = frozenset(dir(Task)) | {"cluster_state", "worker", "children", 
                                          "event", "uuid", "state"}
 
 
+#: How the State copies task event fields: big ones cut, repeated strings shared.
+TASK_FIELDS = FieldSpec(slots=_TASK_SETTABLE, big=frozenset(BIG_FIELDS),
+                        shared=frozenset({"type", "name", "hostname", "queue", "exchange",
+                                          "routing_key"}),
+                        reserved=_TASK_RESERVED)
+
+
 def _rebuild_task(cls: type[Task], fields: dict[str, Any]) -> Task:
     fields = dict(fields)
     uuid = fields.pop("uuid", None)
@@ -525,6 +545,8 @@ class State:
         #: Big fields cut to ``max_field_size`` so far.
         self.truncated = 0
         self._strings: dict[str, str] = {}
+        self._type_parts: dict[str, tuple[str, str]] = {}
+        self._task_fields = WriterCache(TASK_FIELDS, self, self._strings.setdefault, truncate)
         self._mutex = threading.RLock()
         self.workers = self._adopt(workers, max_workers_in_memory, None)
         self.tasks = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
@@ -636,10 +658,13 @@ class State:
         except (KeyError, TypeError):
             self._drop("no-type")
             return None
-        if type(type_) is not str:
-            self._drop("no-type")
-            return None
-        group, _, subject = type_.partition("-")
+        try:
+            group, subject = self._type_parts[type_]
+        except (KeyError, TypeError):
+            if type(type_) is not str:
+                self._drop("no-type")
+                return None
+            group, subject = self._split_type(type_)
         handler = self.handlers.get(group)
         if handler is not None:
             return handler(subject, event), subject
@@ -650,6 +675,14 @@ class State:
         else:
             return None
         return None if result is None else (result, subject)
+
+    def _split_type(self, type_: str) -> tuple[str, str]:
+        """Return ``(group, subject)`` of an event type, remembering the answer."""
+        group, _, subject = type_.partition("-")
+        if len(self._type_parts) >= SHARED_STRINGS_LIMIT:
+            self._type_parts.clear()
+        self._type_parts[type_] = group, subject
+        return group, subject
 
     def _worker_event(self, subject: str, event: dict[str, Any]) -> tuple[Worker, bool] | None:
         hostname = event.get("hostname")
@@ -703,7 +736,6 @@ class State:
         task._generation = generation
         worker = None
         if subject == "sent":  # sent by a client, not by a worker
-            task.client = hostname
             origin = hostname
         elif hostname:
             worker = self.workers.data.get(hostname)
@@ -714,37 +746,26 @@ class State:
             if local_received:
                 # Celery passes these two swapped here: the worker's heartbeat list gets the
                 # event's own timestamp. Kept, so liveness matches Celery's.
-                worker.event(None, local_received, timestamp)
+                worker._heartbeat(local_received, timestamp, HEARTBEAT_DRIFT_MAX)
             origin = worker.id
         else:
             origin = ""
         self._timeline.add(task, (clock, origin, timestamp, uuid))
         if subject == "received":
             self.task_count += 1
-        task.event(subject, raw_timestamp, raw_received, event)
-        limit = self.max_field_size
-        if limit is not None:
-            for key in BIG_FIELDS:
-                value = get(key)
-                if type(value) is str and len(value) > limit and getattr(task, key) is value:
-                    setattr(task, key, truncate(value, limit))
-                    self.truncated += 1
-        # One shared string for values that repeat across tasks, instead of one per task.
-        task.type = self._share(task.type)
+        task._merge(subject, raw_timestamp, event, self._task_fields.write)
         if worker is not None:
             task.hostname = worker.hostname
         elif subject == "sent":
             task.client = task.hostname = self._share(hostname)
-            for key in ("queue", "exchange", "routing_key"):
-                value = getattr(task, key)
-                if type(value) is str:
-                    setattr(task, key, self._share(value))
         if task.root_id == uuid and task.root_id is not uuid:
             task.root_id = task.uuid
         if (task._indexed_name is not task.name or task._indexed_worker is not task.worker
                 or task._indexed_parent is not task.parent_id
                 or uuid in self._pending_children.data):
             self._index(task)
+        if len(self._strings) > SHARED_STRINGS_LIMIT:
+            self._strings.clear()
         return task, created
 
     def _share(self, value: Any) -> Any:

@@ -8,7 +8,9 @@ from typing import Any
 
 __all__ = ("Timeline", "time_key")
 
-#: Entries beyond 1.5 times the number of live tasks (plus this slack) trigger a compaction.
+#: A list is compacted when it holds twice as many entries as there are live tasks, plus
+#: this slack: each stale entry then costs two checks, and at most one stale entry per task
+#: is held (about 130 bytes).
 COMPACT_SLACK = 1024
 
 
@@ -30,13 +32,13 @@ class Timeline:
     common case (events mostly arrive in clock order), so adding is O(1) amortised.
     """
 
-    __slots__ = ("newest", "oldest", "tasks", "_compact_at")
+    __slots__ = ("newest", "oldest", "tasks", "_compact_newest_at", "_compact_oldest_at")
 
     def __init__(self, tasks: Mapping[str, Any]) -> None:
         self.newest: list[tuple] = []
         self.oldest: list[tuple] = []
         self.tasks = tasks
-        self._compact_at = COMPACT_SLACK
+        self._compact_newest_at = self._compact_oldest_at = COMPACT_SLACK
 
     def add(self, task: Any, key: tuple) -> None:
         """File ``task`` under ``key`` if it is newer than its newest or older than its oldest."""
@@ -48,8 +50,8 @@ class Timeline:
                 entries.append(key)
             else:
                 insort(entries, key)
-            if len(entries) > self._compact_at:
-                self.compact()
+            if len(entries) > self._compact_newest_at:
+                self._compact_newest()
         current = task._oldest
         if current is None or key < current:
             task._oldest = key
@@ -58,19 +60,29 @@ class Timeline:
                 entries.append(key)
             else:
                 insort(entries, key)
+            if len(entries) > self._compact_oldest_at:
+                self._compact_oldest()
 
     def compact(self) -> None:
         """Drop stale entries from both lists."""
+        self._compact_newest()
+        self._compact_oldest()
+
+    def _compact_newest(self) -> None:
         get = self.tasks.get
         self.newest = [k for k in self.newest if getattr(get(k[3]), "_newest", None) is k]
+        self._compact_newest_at = len(self.newest) * 2 + COMPACT_SLACK
+
+    def _compact_oldest(self) -> None:
+        get = self.tasks.get
         self.oldest = [k for k in self.oldest if getattr(get(k[3]), "_oldest", None) is k]
-        self._compact_at = max(len(self.newest), len(self.oldest)) * 3 // 2 + COMPACT_SLACK
+        self._compact_oldest_at = len(self.oldest) * 2 + COMPACT_SLACK
 
     def clear(self) -> None:
         """Forget every entry."""
         self.newest.clear()
         self.oldest.clear()
-        self._compact_at = COMPACT_SLACK
+        self._compact_newest_at = self._compact_oldest_at = COMPACT_SLACK
 
     def __len__(self) -> int:
         return len(self.newest)

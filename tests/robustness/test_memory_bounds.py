@@ -2,6 +2,7 @@
 
 from bench.stream import task_events
 from evtools.state import State
+from evtools.timeline import COMPACT_SLACK
 
 
 def structure_sizes(state):
@@ -30,7 +31,7 @@ def test_a_flood_of_tasks_children_and_names_stays_within_the_limits():
         state.event(event)
     sizes = structure_sizes(state)
     assert sizes["tasks"] == limit and sizes["workers"] <= 50
-    assert sizes["timeline"] <= limit * 3 // 2 + 1024
+    assert sizes["timeline"] <= 2 * limit + COMPACT_SLACK  # at most one stale entry per task
     assert sizes["by_type"] <= limit and sizes["by_worker"] <= limit
     assert sizes["pending_children"] <= limit and sizes["pending_parents"] <= limit
     assert sizes["task_types"] <= limit and sizes["shared_strings"] <= 4096
