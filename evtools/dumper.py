@@ -41,7 +41,7 @@ def _when(event: dict[str, Any]) -> Any:
 
 
 def _fields(event: dict[str, Any], skip: frozenset[str]) -> str:
-    return ", ".join(f"{key}={event[key]}" for key in sorted(event) if key not in skip)
+    return ", ".join([f"{key}={event[key]}" for key in sorted(event) if key not in skip])
 
 
 _SKIP_WORKER = frozenset({"timestamp", "type", "hostname"})
