@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import time
 import uuid as uuidlib
 from collections import Counter
@@ -15,13 +14,14 @@ from typing import Any
 from kombu import Connection, Consumer, Queue
 from kombu.clocks import LamportClock
 
+from .amqptransport import buffered_delivery_taker, deliver_plain_messages
 from .config import Settings, resolve_settings
 from .control import broadcast
 from .errors import ConfigurationError, MalformedEvent
 from .event import get_exchange
 from .tz import utcoffset
 
-__all__ = ("EventReceiver", "CLIENT_CLOCK_SKEW", "decode_body", "check_event")
+__all__ = ("CLIENT_CLOCK_SKEW", "EventReceiver", "check_event", "decode_body")
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class EventReceiver:
     def __enter__(self) -> EventReceiver:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.should_stop = True
 
     # -- events --------------------------------------------------------------------------
@@ -240,9 +240,13 @@ class EventReceiver:
                 self.process(*self.event_from_message(event))
 
     def _on_message(self, message: Any) -> None:
+        self._on_content(message.content_type, message.body)
+
+    def _on_content(self, content_type: str | None, body: bytes | str) -> None:
+        """Handle one message, given its content type and body (the fast AMQP path calls this)."""
         self.last_message_at = time.time()
         try:
-            body = decode_body(message.content_type, message.body)
+            body = decode_body(content_type, body)
         except MalformedEvent as exc:
             self._drop(exc)
             return
@@ -265,7 +269,8 @@ class EventReceiver:
         channel = self.channel
         consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
                             no_ack=True, accept=self.accept)
-        consumer.consume()
+        # On our AMQP transport, plain messages skip py-amqp's and kombu's message objects.
+        stop_plain_route = deliver_plain_messages(channel, consumer.consume, self._on_content)
         _subscribe_now(connection, channel)
         try:
             if wakeup:
@@ -274,6 +279,7 @@ class EventReceiver:
                 self.on_ready()
             yield from self._drain(connection, limit, timeout)
         finally:
+            stop_plain_route()
             try:
                 consumer.cancel()
             except Exception:  # the connection may be gone already; nothing to cancel then
@@ -283,13 +289,16 @@ class EventReceiver:
 
     def _drain(self, connection: Connection, limit: int | None,
                timeout: float | None) -> Iterator[None]:
+        # A delivery already read ahead needs no trip through kombu's drain_events.
+        take_buffered = buffered_delivery_taker(connection)
         idle = 0.0
         received = 0
         while not self.should_stop:
             wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
             try:
-                connection.drain_events(timeout=wait)
-            except socket.timeout:
+                if not take_buffered():
+                    connection.drain_events(timeout=wait)
+            except TimeoutError:
                 connection.heartbeat_check()
                 idle += wait
                 if timeout and idle >= timeout:
