@@ -32,6 +32,13 @@ def humanize_type(type_: str) -> str:
     return HUMAN_TYPES.get(type_) or type_.replace("-", " ")
 
 
+#: The words for the standard event types, worked out once.
+_HUMANIZED = {type_: humanize_type(type_) for type_ in (
+    "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
+    "task-retried", "task-revoked", "task-rejected", "worker-online", "worker-heartbeat",
+    "worker-offline")}
+
+
 def _when(event: dict[str, Any]) -> Any:
     timestamp = event.get("timestamp")
     try:
@@ -61,8 +68,12 @@ def format_human(event: dict[str, Any], task_label: str = "") -> str:
     ``task_label`` is ``name(uuid) args=... kwargs=...`` remembered from the task's
     task-received or task-sent event; those two events carry their own.
     """
-    type_ = str(event.get("type", "")).lower()
-    head = f"{event.get('hostname')} [{_when(event)}] {humanize_type(type_)}"
+    type_ = event.get("type", "")
+    human = _HUMANIZED.get(type_) if type(type_) is str else None
+    if human is None:
+        type_ = str(type_).lower()
+        human = humanize_type(type_)
+    head = f"{event.get('hostname')} [{_when(event)}] {human}"
     if type_.startswith("task-"):
         if type_ in _SENDS_NAME:
             task_label = task_label or task_label_for(event)
@@ -122,8 +133,10 @@ class Dumper:
                 name, label = event.get("name"), task_label_for(event)
                 self.task_names[uuid] = (name, label)
             else:
-                known = self.task_names.get(uuid)
+                remembered = self.task_names.data  # read without LRUMap's Python-level __getitem__
+                known = remembered.get(uuid)
                 if known is not None:
+                    remembered.move_to_end(uuid)
                     name, label = known
         if self.filter is not None and not self.filter.matches(event, name):
             return
