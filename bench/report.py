@@ -227,6 +227,8 @@ class Report:
             lines.append(f"- {case.section}, {case.title}: evtools {_number(ours, case.unit)}, "
                          f"Celery {_number(theirs, case.unit)} "
                          f"(ratio {_ratio(ours, theirs, case.unit)}; target {TARGETS[case.key].text}).")
+        lines += ["", "Where the time goes in these cases, with the profiles: "
+                      "[PROFILES.md](PROFILES.md)."]
         return lines
 
     def _commands(self) -> list[str]:

@@ -13,7 +13,7 @@ from . import amqptransport, fsbroker, fstransport
 from .config import Settings
 from .errors import BrokerError
 
-__all__ = ("check_url", "safe_url", "mask_passwords", "connection_for", "connect")
+__all__ = ("check_url", "connect", "connection_for", "mask_passwords", "safe_url")
 
 #: Plain (not TLS) AMQP URLs, read through the buffered transport.
 AMQP_SCHEMES = frozenset({"amqp", "pyamqp"})
@@ -66,6 +66,11 @@ def connection_for(settings: Settings, **options: Any) -> Connection:
         options.setdefault("transport", fstransport.Transport)
     elif scheme in AMQP_SCHEMES:
         options.setdefault("transport", amqptransport.Transport)
+    elif scheme == "redis":
+        # imported here: it needs the optional redis client, which check_url found
+        from . import redistransport
+
+        options.setdefault("transport", redistransport.Transport)
     try:
         return Connection(settings.broker_url, transport_options=transport_options, **options)
     except (ImportError, ValueError, KeyError) as exc:

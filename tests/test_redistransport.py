@@ -1,0 +1,427 @@
+"""The batched Redis transport delivers exactly what kombu's would, however the bytes arrive."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection, Producer
+from kombu.exceptions import OperationalError
+from kombu.utils.json import dumps as kombu_dumps
+from kombu.utils.json import loads as kombu_loads
+
+from evtools import redistransport
+from evtools.broker import connection_for
+from evtools.config import Settings
+from evtools.dispatcher import EventDispatcher
+from evtools.receiver import EventReceiver
+from evtools.redistransport import (
+    Incomplete,
+    NotAMessage,
+    decode_envelope,
+    split_message,
+)
+from tests.helpers import Capture, wait_for
+from tests.servers import free_port
+
+
+def push(kind: bytes, *items: bytes, resp3: bool = True) -> bytes:
+    """A pub/sub push as Redis writes it (RESP3 push or RESP2 array)."""
+    fields = (kind, *items)
+    head = b">" if resp3 else b"*"
+    return head + b"%d\r\n" % len(fields) + b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in fields)
+
+
+def receiver_on(url: str, **transport_options: Any) -> tuple[EventReceiver, list[dict]]:
+    """A receiver on ``url`` through evtools' connection, collecting every event it handles."""
+    settings = Settings(broker_url=url, broker_transport_options=transport_options)
+    events: list[dict] = []
+    receiver = EventReceiver(connection_for(settings), handlers={"*": events.append},
+                             settings=settings)
+    return receiver, events
+
+
+def send_tasks(url: str, uuids: list[str], connection: Connection | None = None, **fields: Any) -> None:
+    """Publish one task-received event per uuid, in order."""
+    connection = connection or Connection(url)
+    with connection, EventDispatcher(connection, hostname="w1@redis") as dispatcher:
+        for uuid in uuids:
+            dispatcher.send("task-received", uuid=uuid, name="proj.add", **fields)
+
+
+def received_uuids(events: list[dict]) -> list[str]:
+    return [event["uuid"] for event in events if event["type"] == "task-received"]
+
+
+# -- cutting pushes out of the stream --------------------------------------------------------
+
+def test_message_pushes_of_both_protocols_are_cut_out_whole():
+    stream = (push(b"pmessage", b"/0.celeryev*", b"/0.celeryev/task.sent", b"one")
+              + push(b"message", b"/0.celeryev/x", b"two", resp3=False)
+              + push(b"pmessage", b"p", b"c", b"\r\n$3\r\nodd", resp3=False)
+              + push(b"message", b"c", b""))
+    got, pos = [], 0
+    while pos < len(stream):
+        channel, payload, pos = split_message(stream, pos)
+        got.append((channel, payload))
+    assert got == [(b"/0.celeryev/task.sent", b"one"), (b"/0.celeryev/x", b"two"),
+                   (b"c", b"\r\n$3\r\nodd"), (b"c", b"")]
+
+
+def test_every_cut_through_a_push_is_incomplete_and_says_how_much_is_missing():
+    message = push(b"pmessage", b"pattern", b"channel", b"x" * 300)
+    for cut in range(len(message)):
+        with pytest.raises(Incomplete) as info:
+            split_message(b"junk" + message[:cut], 4)
+        end = info.value.end  # how far the data must reach at least, when known
+        assert end == 0 or 4 + cut < end <= 4 + len(message), cut
+        if cut > len(message) - 300:  # inside the payload: its whole length is known
+            assert end == 4 + len(message)
+    assert split_message(b"junk" + message, 4)[2] == 4 + len(message)
+
+
+@pytest.mark.parametrize("reply", [
+    push(b"psubscribe", b"/0.celeryev*", b":1"),
+    b">3\r\n$10\r\npsubscribe\r\n$3\r\nabc\r\n:1\r\n",
+    b"+PONG\r\n",
+    b"-ERR wrong\r\n",
+    push(b"pong", b"redis-py-health-check"),
+    push(b"smessage", b"c", b"x"),
+    b">4\r\n$8\r\npmessage\r\n$-1\r\n",
+    b">4\r\n$8\r\npmessage\r\n$1\r\nab\r\n$1\r\nc\r\n$1\r\nd\r\n",
+    b">4\r\n$8\r\npmessage\r\n:5\r\n",
+])
+def test_replies_that_are_not_messages_are_left_to_redis_py(reply):
+    with pytest.raises(NotAMessage):
+        split_message(reply + push(b"message", b"c", b"after"), 0)
+
+
+def test_envelopes_decode_exactly_as_with_kombus_loads():
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    texts = [
+        kombu_dumps({"body": "e30=", "headers": {"hostname": "w1"}, "properties": {}}),
+        kombu_dumps({"headers": {"eta": when}, "properties": {}}),  # an object hook type
+        '{"headers": {"\\u005f_type__": "datetime", "__value__": "2026-01-02T03:04:05"}}',
+        '{"headers": {"host": "caf\\u00e9"}}',
+    ]
+    for text in texts:
+        assert decode_envelope(text) == kombu_loads(text)
+    assert decode_envelope(texts[1])["headers"]["eta"] == when
+    assert decode_envelope(texts[2])["headers"] == when
+
+
+# -- sharing the socket with redis-py ----------------------------------------------------------
+
+def test_read_ahead_taken_from_redis_py_and_given_back_keeps_every_byte_in_order(redis_url):
+    subscriber = redis.Redis.from_url(redis_url).pubsub()
+    subscriber.subscribe("evtools-test-order")
+    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+    publisher = redis.Redis.from_url(redis_url)
+    for n in range(50):
+        publisher.publish("evtools-test-order", f"m{n}")
+    connection = subscriber.connection
+    assert wait_for(lambda: connection.can_read(timeout=0))
+    first = subscriber.get_message(timeout=5)  # redis-py reads ahead of the message it returns
+    assert first["data"] == b"m0"
+    time.sleep(0.2)  # let the rest reach the socket
+    taken = redistransport.take_read_ahead(connection)
+    more = redistransport.read_available(connection._sock) or b""
+    half = len(taken + more) // 2
+    redistransport.give_back(connection, (taken + more)[half:])
+    redistransport.give_back(connection, (taken + more)[:half])  # older bytes go in front
+    rest = [subscriber.get_message(timeout=5)["data"] for _ in range(49)]
+    assert rest == [f"m{n}".encode() for n in range(1, 50)]
+    subscriber.close()
+
+
+def test_nothing_to_read_and_a_closed_peer_are_told_apart():
+    ours, theirs = socket.socketpair()
+    assert redistransport.read_available(ours) is None
+    ours.settimeout(5)  # a socket with a timeout must not wait either
+    assert redistransport.read_available(ours) is None
+    theirs.sendall(b"abc")
+    assert redistransport.read_available(ours) == b"abc"
+    theirs.close()
+    assert redistransport.read_available(ours) == b""
+
+
+# -- on a real Redis -------------------------------------------------------------------------
+
+def test_redis_urls_use_the_batched_transport(redis_url):
+    connection = connection_for(Settings(broker_url=redis_url))
+    with connection:
+        assert connection.transport_cls is redistransport.Transport
+        assert isinstance(connection.default_channel, redistransport.Channel)
+
+
+def test_a_backlog_arrives_in_order_many_messages_per_drain(redis_url):
+    receiver, events = receiver_on(redis_url)
+    uuids = [f"backlog-{n}" for n in range(3000)]
+    receiver.on_ready = lambda: send_tasks(redis_url, uuids)  # all wait before the first read
+    reads = 0
+    for _ in receiver.itercapture(wakeup=False, timeout=30):
+        reads += 1
+        if len(events) >= len(uuids):
+            break
+    assert received_uuids(events) == uuids
+    assert reads < len(uuids) / 20, reads
+
+
+def test_big_messages_between_small_ones_come_through_whole(redis_url):
+    receiver, events = receiver_on(redis_url)
+    big = "".join(chr(0x41 + n % 26) for n in range(3_000_000))
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    try:
+        send_tasks(redis_url, ["small-1"])
+        send_tasks(redis_url, ["big-1", "big-2"], args=big)
+        send_tasks(redis_url, ["small-2"])
+        assert wait_for(lambda: len(events) >= 4, 30), received_uuids(events)
+    finally:
+        thread.stop()
+    assert received_uuids(events) == ["small-1", "big-1", "big-2", "small-2"]
+    assert [len(event.get("args", "")) for event in events] == [0, len(big), len(big), 0]
+    assert events[1]["args"] == big
+
+
+def test_non_json_messages_are_counted_as_dropped_by_the_receiver(redis_url):
+    receiver, events = receiver_on(redis_url)
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    try:
+        with Connection(redis_url) as connection:
+            producer = Producer(connection.default_channel, exchange=receiver.exchange)
+            producer.publish(pickle.dumps({"type": "task-sent"}), routing_key="task.sent",
+                             content_type="application/x-python-serialize",
+                             content_encoding="binary")
+            producer.publish(b"hello", routing_key="task.sent", content_type="text/plain",
+                             content_encoding="utf-8")
+            producer.publish(b"\x00\x01", routing_key="task.sent", content_type="weird/type",
+                             content_encoding="binary")
+            producer.publish(b"{not json", routing_key="task.sent",
+                             content_type="application/json", content_encoding="utf-8")
+        send_tasks(redis_url, ["after-junk"])
+        assert wait_for(lambda: events, 15)
+    finally:
+        thread.stop()
+    assert received_uuids(events) == ["after-junk"]
+    assert receiver.dropped == {"content-type:application/x-python-serialize": 1,
+                                "content-type:text/plain": 1, "content-type:other": 1,
+                                "not-json": 1}
+
+
+def test_an_undecodable_envelope_is_logged_and_skipped_like_kombu_does(redis_url, caplog):
+    receiver, events = receiver_on(redis_url)
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    publisher = redis.Redis.from_url(redis_url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kombu.transport.redis"):
+            publisher.publish("/0.celeryev/task.sent", b"{not an envelope")
+            publisher.publish("/0.celeryev/task.sent", b"")  # empty: kombu skips it silently
+            send_tasks(redis_url, ["after-garbage"])
+            assert wait_for(lambda: events, 15)
+    finally:
+        thread.stop()
+    assert received_uuids(events) == ["after-garbage"]
+    warnings = [r.getMessage() for r in caplog.records if "Cannot process event" in r.getMessage()]
+    assert len(warnings) == 1 and "not an envelope" in warnings[0]
+
+
+class ChoppingProxy:
+    """A TCP proxy in front of Redis that passes the server's bytes on in small, odd pieces."""
+
+    PIECES = (1, 7, 2, 131, 3, 1021, 5)
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.listener.getsockname()[1]
+        self.pieces_sent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, chop: bool) -> None:
+        turn = 0
+        try:
+            while data := source.recv(65536):
+                while chop and data:
+                    size = self.PIECES[turn % len(self.PIECES)]
+                    sink.sendall(data[:size])
+                    data = data[size:]
+                    turn += 1
+                    self.pieces_sent += 1
+                    time.sleep(0.0002)  # the receiver reads before the next piece comes
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+            source.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def chopping_proxy(redis_url: str) -> Iterator[ChoppingProxy]:
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = ChoppingProxy(port)
+    yield proxy
+    proxy.close()
+
+
+def test_messages_split_across_reads_arrive_whole_and_in_order(redis_url, chopping_proxy):
+    receiver, events = receiver_on(f"redis://127.0.0.1:{chopping_proxy.port}/0")
+    uuids = [f"chopped-{n}" for n in range(150)]
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    try:
+        before = chopping_proxy.pieces_sent
+        send_tasks(redis_url, uuids, kwargs="{'k': '" + "v" * 2000 + "'}")
+        assert wait_for(lambda: len(events) >= len(uuids), 60), len(events)
+    finally:
+        thread.stop()
+    assert not thread.errors
+    assert received_uuids(events) == uuids
+    assert chopping_proxy.pieces_sent - before > len(uuids) * 10  # messages really came in pieces
+
+
+def test_health_check_replies_between_messages_are_left_to_redis_py(redis_url):
+    receiver, events = receiver_on(redis_url, health_check_interval=1)
+    admin = redis.Redis.from_url(redis_url)
+
+    def pings() -> int:
+        return int(admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    try:
+        pings_before = pings()
+        uuids = [f"checked-{n}" for n in range(30)]
+        for uuid in uuids:
+            send_tasks(redis_url, [uuid])
+            time.sleep(0.1)
+        assert wait_for(lambda: len(events) >= len(uuids), 15)
+        subclient = receiver.channel.subclient
+        assert pings() > pings_before  # the subscriber did check its health while consuming
+        assert wait_for(lambda: subclient.health_check_response_counter == 0, 5)
+    finally:
+        thread.stop()
+    assert received_uuids(events) == uuids
+
+
+def test_a_global_key_prefix_is_taken_off_the_channel_as_kombu_does(redis_url):
+    options = {"global_keyprefix": "evtools-test:"}
+    receiver, events = receiver_on(redis_url, **options)
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    try:
+        send_tasks(redis_url, ["prefixed"], Connection(redis_url, transport_options=options))
+        assert wait_for(lambda: events, 15)
+    finally:
+        thread.stop()
+    assert received_uuids(events) == ["prefixed"]
+
+
+def test_a_subscriber_connection_closed_by_redis_is_a_kombu_connection_error(redis_url):
+    receiver, events = receiver_on(redis_url)
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    send_tasks(redis_url, ["before-kill"])
+    assert wait_for(lambda: events, 15)
+    killed = redis.Redis.from_url(redis_url).client_kill_filter(_type="pubsub", skipme=True)
+    assert killed >= 1
+    thread.join(10)  # capture ends at once, with the error run() reconnects on
+    assert not thread.is_alive()
+    assert len(thread.errors) == 1
+    assert isinstance(thread.errors[0], receiver.connection.connection_errors), thread.errors
+
+
+def test_run_reconnects_when_redis_restarts_mid_stream(own_redis):
+    receiver, events = receiver_on(own_redis.url)
+    lost: list[Exception] = []
+    ready = threading.Event()
+    receiver.on_ready = ready.set
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            receiver.run(wakeup=False, on_connection_lost=lost.append, interval_max=1)
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        stop_publishing = threading.Event()
+
+        def publish_until_stopped() -> None:
+            n = 0
+            while not stop_publishing.is_set():
+                try:
+                    send_tasks(own_redis.url, [f"before-{n}"])
+                except (OSError, redis.RedisError, OperationalError):  # the broker is being killed
+                    return
+                n += 1
+
+        publisher = threading.Thread(target=publish_until_stopped, daemon=True)
+        publisher.start()
+        assert wait_for(lambda: len(events) > 50, 15)
+        ready.clear()
+        own_redis.kill()  # mid-stream
+        stop_publishing.set()
+        publisher.join(10)
+        assert wait_for(lambda: lost, 30), errors
+        own_redis.start()
+        assert ready.wait(60), (lost, errors)
+        send_tasks(own_redis.url, ["after-restart"])
+        assert wait_for(lambda: "after-restart" in received_uuids(events), 15)
+    finally:
+        receiver.should_stop = True
+        thread.join(10)
+    assert not errors
+    assert isinstance(lost[0], receiver.connection.connection_errors)
+    assert isinstance(receiver.channel, redistransport.Channel)
+    before = [u for u in received_uuids(events) if u.startswith("before-")]
+    assert before == [f"before-{n}" for n in range(len(before))]  # nothing reordered or doubled
+
+
+def test_events_are_json_objects_with_the_fields_sent(redis_url):
+    receiver, events = receiver_on(redis_url)
+    thread = Capture(receiver, wakeup=False, timeout=30).start()
+    try:
+        send_tasks(redis_url, ["fields"], args="(1, 'é')", kwargs=json.dumps({"k": "ü"}))
+        assert wait_for(lambda: events, 15)
+    finally:
+        thread.stop()
+    event = events[0]
+    assert (event["uuid"], event["name"], event["hostname"]) == ("fields", "proj.add", "w1@redis")
+    assert (event["args"], event["kwargs"]) == ("(1, 'é')", '{"k": "\\u00fc"}')
+
+
+def test_bodies_decode_exactly_as_kombus_codecs_do(redis_url):
+    from kombu.transport.virtual import Channel as VirtualChannel
+    with connection_for(Settings(broker_url=redis_url)) as connection:
+        channel = connection.default_channel
+        for body in ("eyJ0eXBlIjogMX0=", "eyJ0eXBl\nIjogMX0=", "ey Jé0eXBlIjogMX0=", b"e30="):
+            assert channel.decode_body(body, "base64") == VirtualChannel.decode_body(
+                channel, body, "base64")
+        assert channel.decode_body("plain", "utf-8") == "plain"
+        assert channel.decode_body("plain", None) == "plain"
+        with pytest.raises(ValueError):  # binascii.Error, as kombu's codec raises
+            channel.decode_body("abc", "base64")
