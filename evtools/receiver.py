@@ -41,6 +41,10 @@ KNOWN_CONTENT_TYPES = frozenset({
 
 _NUMBER_TYPES = (int, float)
 
+#: First bytes of a JSON object or list (json.loads reads bytes starting so, with no NUL
+#: after, as UTF-8).
+_JSON_OPENERS = frozenset(b"{[")
+
 
 def decode_body(content_type: str | None, body: bytes | str) -> Any:
     """Return the decoded JSON body of a message, refusing anything that is not JSON.
@@ -52,6 +56,9 @@ def decode_body(content_type: str | None, body: bytes | str) -> Any:
         known = content_type if content_type in KNOWN_CONTENT_TYPES else "other"
         raise MalformedEvent(f"content-type:{known}", f"refused content type {content_type!r}")
     try:
+        if type(body) is bytes and len(body) > 1 and body[0] in _JSON_OPENERS and body[1]:
+            # What json.loads would decode these bytes as, without its encoding detection.
+            body = body.decode("utf-8", "surrogatepass")
         return json.loads(body)
     except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedEvent("not-json", str(exc)[:200]) from None

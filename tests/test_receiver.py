@@ -110,6 +110,23 @@ def test_non_json_content_is_refused_without_decoding(tmp_path):
     assert decode_body("application/json", b'[{"type": "a"}]') == [{"type": "a"}]
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"a": 1}', b"[1, 2]", b"{}", b"{\x00", '{"a": 1}'.encode("utf-16-le"),
+    '{"a": 1}'.encode("utf-32"), b'\xef\xbb\xbf{"a": 1}', b'{"a": "\xff"}',
+    b'{"a": "\xed\xa0\x80"}', b"{", b"x", b"", "{\"é\": \"ü\"}".encode(),
+])
+def test_json_bytes_decode_exactly_as_json_loads_decodes_them(raw):
+    try:
+        expected = ("ok", json.loads(raw))
+    except ValueError:
+        expected = ("not-json",)
+    try:
+        got = ("ok", decode_body("application/json", raw))
+    except MalformedEvent as exc:
+        got = (exc.kind,)
+    assert got == expected
+
+
 @pytest.mark.parametrize("body, kind", [
     (5, "not-an-object"), ("s", "not-an-object"), ([], "not-an-object"), ({}, "missing-type"),
     ({"type": 3}, "bad-field:type"), ({"type": ""}, "bad-field:type"),
