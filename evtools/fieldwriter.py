@@ -34,6 +34,9 @@ Writer = Callable[[Any, Mapping[str, Any]], None]
 #: Event shapes remembered per cache; a stream of ever new shapes only costs a rebuild.
 MAX_SHAPES = 512
 
+#: A shape is compiled the time it comes for this many times (events of a kind repeat).
+COMPILE_AFTER = 3
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -52,35 +55,69 @@ class FieldSpec:
 class WriterCache:
     """Compiled writers by event shape (the tuple of its keys), bounded.
 
+    A shape is compiled once it has come :data:`COMPILE_AFTER` times; until then (and for
+    a stream of ever new shapes, which would otherwise cost a compilation per event) the
+    same copy is made by a plain loop, :meth:`write_slowly`.
+
     ``owner`` supplies ``max_field_size`` (read when a big field is written, so a change
     takes effect at once) and counts cut fields in ``truncated``; ``share(value, value)``
     returns the one copy of a string; ``cut(value, limit)`` returns a value cut to size.
     """
 
-    __slots__ = ("spec", "namespace", "writers")
+    __slots__ = ("cut", "namespace", "owner", "seen", "share", "spec", "writers")
 
     def __init__(self, spec: FieldSpec, owner: Any, share: Callable[[str, str], str],
                  cut: Callable[[str, int], str]) -> None:
         self.spec = spec
+        self.owner, self.share, self.cut = owner, share, cut
         self.namespace = {"owner": owner, "share": share, "cut": cut}
         self.writers: dict[tuple, Writer] = {}
+        #: How often each shape not compiled yet has come.
+        self.seen: dict[tuple, int] = {}
 
     def writer_for(self, event: Mapping[str, Any]) -> Writer:
-        """Return the writer for events shaped like ``event``."""
+        """Return the compiled writer for events shaped like ``event``."""
         shape = tuple(event)
         writer = self.writers.get(shape)
         if writer is None:
             if len(self.writers) >= MAX_SHAPES:
                 self.writers.clear()
             writer = self.writers[shape] = self._compile(shape)
+            self.seen.pop(shape, None)
         return writer
 
     def write(self, target: Any, event: Mapping[str, Any]) -> None:
         """Copy ``event``'s fields onto ``target``."""
         writer = self.writers.get(tuple(event))
-        if writer is None:
-            writer = self.writer_for(event)
-        writer(target, event)
+        if writer is not None:
+            writer(target, event)
+            return
+        shape = tuple(event)
+        count = self.seen.get(shape, 0) + 1
+        if count >= COMPILE_AFTER:
+            self.writer_for(event)(target, event)
+            return
+        if len(self.seen) >= MAX_SHAPES:
+            self.seen.clear()
+        self.seen[shape] = count
+        self.write_slowly(target, event)
+
+    def write_slowly(self, target: Any, event: Mapping[str, Any]) -> None:
+        """What a compiled writer does, one key at a time."""
+        spec = self.spec
+        for key, value in event.items():
+            if key in spec.slots:
+                if value.__class__ is str:
+                    if key in spec.big:
+                        limit = self.owner.max_field_size
+                        if limit is not None and len(value) > limit:
+                            value = self.cut(value, limit)
+                            self.owner.truncated += 1
+                    elif key in spec.shared:
+                        value = self.share(value, value)
+                setattr(target, key, value)
+            elif type(key) is str and key not in spec.reserved and not key.startswith("_"):
+                target.__dict__[key] = value
 
     def _compile(self, shape: tuple) -> Writer:
         spec = self.spec

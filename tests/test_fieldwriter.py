@@ -57,23 +57,47 @@ def test_hostile_keys_are_never_written_into_code():
     cache, _, _ = make_cache()
     target = Target()
     evil = "x = __import__('os').system('touch /tmp/evtools-pwned')\n"
-    cache.write(target, {evil: 1, "a b": 2, "name": "n"})
+    for _ in range(fieldwriter.COMPILE_AFTER + 1):  # the plain loop, then the compiled writer
+        cache.write(target, {evil: 1, "a b": 2, "name": "n"})
+    assert len(cache.writers) == 1
     assert target.__dict__ == {evil: 1, "a b": 2} and target.name == "n"
     with pytest.raises(ValueError):
         fieldwriter._assignment("not an identifier", SPEC)
 
 
-def test_one_writer_per_shape_and_the_cache_stays_bounded():
+def test_a_shape_is_compiled_once_it_repeats_and_the_caches_stay_bounded():
     cache, _, _ = make_cache()
     target = Target()
-    cache.write(target, {"name": "a", "pid": 1})
+    for n in range(fieldwriter.COMPILE_AFTER - 1):
+        cache.write(target, {"name": f"a{n}", "pid": n})
+    assert not cache.writers and cache.seen == {("name", "pid"): fieldwriter.COMPILE_AFTER - 1}
     cache.write(target, {"name": "b", "pid": 2})
     cache.write(target, {"pid": 3, "name": "c"})  # other order, other shape
-    assert len(cache.writers) == 2 and (target.name, target.pid) == ("c", 3)
-    for n in range(fieldwriter.MAX_SHAPES + 10):
+    assert list(cache.writers) == [("name", "pid")] and (target.name, target.pid) == ("c", 3)
+    for n in range(fieldwriter.MAX_SHAPES + 10):  # ever new shapes: never compiled
         cache.write(target, {f"k{n}": n})
-    assert len(cache.writers) <= fieldwriter.MAX_SHAPES
+    assert len(cache.writers) == 1 and len(cache.seen) <= fieldwriter.MAX_SHAPES
     assert target.__dict__[f"k{fieldwriter.MAX_SHAPES + 9}"] == fieldwriter.MAX_SHAPES + 9
+
+
+EVENTS = [
+    {"uuid": "u", "name": "shop", "args": "x" * 30, "type": "task-sent", "pid": 4, "extra": 1},
+    {"name": ["not", "str"], "args": ["list"], "type": None, "_hidden": 2, "event": 3, 7: 8},
+    {"args": "short", "name": "n" * 40, "custom": {"a": 1}},
+    {},
+]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_the_plain_loop_and_the_compiled_writer_leave_the_same_task(event):
+    slow_cache, slow_owner, _ = make_cache(limit=10)
+    fast_cache, fast_owner, _ = make_cache(limit=10)
+    slow, fast = Target(), Target()
+    slow_cache.write_slowly(slow, event)
+    fast_cache.writer_for(event)(fast, event)
+    for name in Target.__slots__[:-1]:
+        assert getattr(slow, name, "unset") == getattr(fast, name, "unset")
+    assert slow.__dict__ == fast.__dict__ and slow_owner.truncated == fast_owner.truncated
 
 
 def test_an_empty_event_writes_nothing():
