@@ -547,6 +547,7 @@ class State:
         self._strings: dict[str, str] = {}
         self._type_parts: dict[str, tuple[str, str]] = {}
         self._task_fields = WriterCache(TASK_FIELDS, self, self._strings.setdefault, truncate)
+        self._write_task_fields = self._task_fields.write
         self._mutex = threading.RLock()
         self.workers = self._adopt(workers, max_workers_in_memory, None)
         self.tasks = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
@@ -631,50 +632,47 @@ class State:
     def event(self, event: dict[str, Any]) -> Any:
         """Apply one event; return ``((task_or_worker, created), subject)`` as Celery does."""
         with self._mutex:
-            return self._event(event)
+            self.event_count += 1
+            self.generation += 1
+            if self.event_callback:
+                self.event_callback(self, event)
+            try:
+                type_ = event["type"]
+            except (KeyError, TypeError):
+                self._drop("no-type")
+                return None
+            try:
+                group, subject = self._type_parts[type_]
+            except (KeyError, TypeError):
+                if type(type_) is not str:
+                    self._drop("no-type")
+                    return None
+                group, subject = self._split_type(type_)
+            handler = self.handlers.get(group)
+            if handler is not None:
+                return handler(subject, event), subject
+            if group == "task":
+                result = self._task_event(subject, event)
+            elif group == "worker":
+                result = self._worker_event(subject, event)
+            else:
+                return None
+            return None if result is None else (result, subject)
 
     def task_event(self, type_: str, fields: Mapping[str, Any]) -> Any:
         """Apply a task event given its subject (deprecated in Celery; use :meth:`event`)."""
-        result = self._event(dict(fields, type=f"task-{type_}"))
+        result = self.event(dict(fields, type=f"task-{type_}"))
         return result[0] if result else None
 
     def worker_event(self, type_: str, fields: Mapping[str, Any]) -> Any:
         """Apply a worker event given its subject (deprecated in Celery; use :meth:`event`)."""
-        result = self._event(dict(fields, type=f"worker-{type_}"))
+        result = self.event(dict(fields, type=f"worker-{type_}"))
         return result[0] if result else None
 
     def _drop(self, kind: str) -> None:
         if kind not in self.dropped:
             logger.warning("state: ignoring an event: %s (counted from now on)", kind)
         self.dropped[kind] += 1
-
-    def _event(self, event: dict[str, Any]) -> Any:
-        self.event_count += 1
-        self.generation += 1
-        if self.event_callback:
-            self.event_callback(self, event)
-        try:
-            type_ = event["type"]
-        except (KeyError, TypeError):
-            self._drop("no-type")
-            return None
-        try:
-            group, subject = self._type_parts[type_]
-        except (KeyError, TypeError):
-            if type(type_) is not str:
-                self._drop("no-type")
-                return None
-            group, subject = self._split_type(type_)
-        handler = self.handlers.get(group)
-        if handler is not None:
-            return handler(subject, event), subject
-        if group == "task":
-            result = self._task_event(subject, event)
-        elif group == "worker":
-            result = self._worker_event(subject, event)
-        else:
-            return None
-        return None if result is None else (result, subject)
 
     def _split_type(self, type_: str) -> tuple[str, str]:
         """Return ``(group, subject)`` of an event type, remembering the answer."""
@@ -753,10 +751,8 @@ class State:
         self._timeline.add(task, (clock, origin, timestamp, uuid))
         if subject == "received":
             self.task_count += 1
-        task._merge(subject, raw_timestamp, event, self._task_fields.write)
-        if worker is not None:
-            task.hostname = worker.hostname
-        elif subject == "sent":
+        task._merge(subject, raw_timestamp, event, self._write_task_fields)
+        if subject == "sent":
             task.client = task.hostname = self._share(hostname)
         if task.root_id == uuid and task.root_id is not uuid:
             task.root_id = task.uuid
