@@ -31,6 +31,10 @@ CLIENT_CLOCK_SKEW = -1
 #: How long one wait for a message lasts before checking ``should_stop`` and the timeout.
 SAFETY_INTERVAL = 1.0
 
+#: While messages keep coming, the clock is read every this many messages to see whether
+#: connection heartbeats are due (checked at most once per ``SAFETY_INTERVAL``).
+HEARTBEAT_CHECK_EVERY = 256
+
 JSON_CONTENT_TYPE = "application/json"
 
 #: Content types named in drop counts; any other is counted as ``content-type:other``.
@@ -300,6 +304,7 @@ class EventReceiver:
         take_buffered = buffered_delivery_taker(connection)
         idle = 0.0
         received = 0
+        next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
         while not self.should_stop:
             wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
             try:
@@ -317,6 +322,11 @@ class EventReceiver:
                 raise
             idle = 0.0
             received += 1
+            if not received % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check:
+                # Busy for a while: never idle, so the check above never ran, and a broker
+                # that expects our heartbeats would take the connection for dead.
+                next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
+                connection.heartbeat_check()
             yield None
             if limit and received >= limit:
                 return

@@ -341,6 +341,43 @@ def test_heartbeats_between_deliveries_keep_the_connection_and_count_as_traffic(
     assert recorder.long_way == []
 
 
+def test_a_receiver_kept_busy_for_longer_than_the_heartbeat_timeout_keeps_its_connection(amqp_url):
+    import threading
+
+    from kombu import Connection, Exchange, Producer
+    stop = threading.Event()
+
+    def flood():  # never a second without a message: the receiver is never idle
+        with Connection(amqp_url) as out:
+            producer = Producer(out.default_channel, exchange=Exchange("celeryev", type="topic"))
+            clock = 100
+            while not stop.is_set():
+                for _ in range(50):
+                    clock += 1
+                    producer.publish({"type": "worker-heartbeat", "clock": clock},
+                                     routing_key="worker.heartbeat", serializer="json")
+                time.sleep(0.01)
+
+    with our_connection(amqp_url, heartbeat=2) as ours:
+        recorder = Recorder(ours, "busy-heartbeats")
+        publish(amqp_url, [({"type": "worker-online", "clock": 1}, {"serializer": "json"})])
+        assert wait_for(lambda: recorder.saw("worker-online"))
+        sent_before = ours.connection.bytes_sent
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            time.sleep(9)  # RabbitMQ drops a client silent for two intervals (4 s)
+            during = len(recorder.events)
+            assert wait_for(lambda: len(recorder.events) > during + 100)
+        finally:
+            stop.set()
+            flooder.join(10)
+        recorder.capture.stop()
+        sent_while_busy = ours.connection.bytes_sent - sent_before
+    assert not recorder.capture.errors
+    assert sent_while_busy >= 3  # heartbeats went out while busy
+
+
 @pytest.mark.parametrize("transport", ["stock", "ours"])
 def test_a_deleted_queue_cancels_the_consumer_as_py_amqp_does(amqp_url, transport):
     from amqp.exceptions import ConsumerCancelled
