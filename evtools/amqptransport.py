@@ -217,6 +217,14 @@ class BufferedChannel(pyamqp.Channel):
         self._plain_properties: dict[bytes, tuple[Any, Any] | None] = {}
         super().__init__(*args, **kwargs)
 
+    def route_plain_messages(self, start_consuming: Callable[[], Any],
+                             handler: PlainHandler) -> Callable[[], None]:
+        """Call ``start_consuming()``; hand plain messages of the consumers it starts to ``handler``.
+
+        See :func:`deliver_plain_messages`.
+        """
+        return deliver_plain_messages(self, start_consuming, handler)
+
     def take_delivery(self, method: bytes, header: bytes, body: bytes) -> Callable[[], Any] | None:
         """What handing this delivery on means, ready to call; None to leave it to py-amqp.
 

@@ -14,7 +14,7 @@ from typing import Any
 from kombu import Connection, Consumer, Queue
 from kombu.clocks import LamportClock
 
-from .amqptransport import buffered_delivery_taker, deliver_plain_messages
+from .amqptransport import buffered_delivery_taker
 from .config import Settings, resolve_settings
 from .control import broadcast
 from .errors import ConfigurationError, MalformedEvent
@@ -93,6 +93,10 @@ def check_event(body: Any) -> dict[str, Any]:
     if type_.startswith("task-") and type(body.get("uuid")) is not str:
         raise MalformedEvent("bad-field:uuid", repr(body.get("uuid"))[:80])
     return body
+
+
+def _nothing_to_stop() -> None:
+    """What stops a route that was never set up."""
 
 
 class _HandlerFailed(Exception):
@@ -280,8 +284,14 @@ class EventReceiver:
         channel = self.channel
         consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
                             no_ack=True, accept=self.accept)
-        # On our AMQP transport, plain messages skip py-amqp's and kombu's message objects.
-        stop_plain_route = deliver_plain_messages(channel, consumer.consume, self._on_content)
+        # On evtools' AMQP and Redis transports plain messages come as (content type, body),
+        # without the transport's and kombu's message objects.
+        route_plain_messages = getattr(channel, "route_plain_messages", None)
+        if route_plain_messages is not None:
+            stop_plain_route = route_plain_messages(consumer.consume, self._on_content)
+        else:
+            consumer.consume()
+            stop_plain_route = _nothing_to_stop
         _subscribe_now(connection, channel)
         try:
             if wakeup:

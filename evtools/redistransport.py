@@ -23,6 +23,7 @@ import ssl
 import time
 from binascii import a2b_base64
 from queue import Empty
+from collections.abc import Callable
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -30,7 +31,8 @@ from kombu.utils.json import loads as kombu_loads
 from redis._parsers.socket import SocketBuffer
 
 __all__ = ("Channel", "Incomplete", "NotAMessage", "Transport", "decode_envelope", "give_back",
-           "read_available", "readable_directly", "split_message", "take_read_ahead")
+           "plain_content", "read_available", "readable_directly", "split_message",
+           "take_read_ahead")
 
 #: kombu's own logger: an undecodable message is reported where kombu reports it.
 logger = kombu_redis.logger
@@ -125,6 +127,25 @@ def decode_envelope(text: str) -> Any:
     return json.loads(text)
 
 
+def plain_content(message: Any) -> tuple[Any, bytes] | None:
+    """``(content type, body)`` of an envelope as kombu's message would carry them.
+
+    None when kombu would do more than base64-decode the body (decompress it, encode a
+    text body, report an error): such messages go kombu's way.
+    """
+    if type(message) is not dict:
+        return None
+    properties, headers, body = message.get("properties"), message.get("headers"), message.get("body")
+    if (type(properties) is not dict or "delivery_tag" not in properties
+            or properties.get("body_encoding") != "base64" or type(body) is not str or not body
+            or (headers and (type(headers) is not dict or headers.get("compression")))):
+        return None
+    try:
+        return message.get("content-type"), a2b_base64(body.encode())
+    except (ValueError, UnicodeError):  # kombu raises the same the long way
+        return None
+
+
 # -- sharing the socket with redis-py ----------------------------------------------------------
 
 def _socket_buffer(connection: Any) -> SocketBuffer | None:
@@ -215,6 +236,33 @@ class _Inbox:
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel, taking fanout messages from the subscriber socket in batches."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: queue -> (the callback kombu holds for its consumer, a direct handler)
+        self.plain_handlers: dict[str, tuple[Any, Callable[[Any, bytes], Any]]] = {}
+        super().__init__(*args, **kwargs)
+
+    def route_plain_messages(self, start_consuming: Callable[[], Any],
+                             handler: Callable[[Any, bytes], Any]) -> Callable[[], None]:
+        """Call ``start_consuming()``; hand the plain messages of the consumers it starts to ``handler``.
+
+        ``handler(content_type, body)`` gets what kombu's message would carry as
+        ``content_type`` and ``body``, without the message object: only for consumers that
+        do not acknowledge (``no_ack``). Messages kombu would change (compressed) or could not
+        build still reach the consumer's own callback. Returns a function removing the route.
+        """
+        before = set(self._consumers)
+        start_consuming()
+        queues = [self._tag_to_queue[tag] for tag in self._consumers - before]
+        callbacks = self.connection._callbacks
+        for queue in queues:
+            self.plain_handlers[queue] = (callbacks.get(queue), handler)
+
+        def remove() -> None:
+            for queue in queues:
+                self.plain_handlers.pop(queue, None)
+
+        return remove
+
     def _receive(self) -> bool:
         """Deliver every message the subscriber connection has now; True if any was delivered."""
         client = self.subclient
@@ -304,6 +352,14 @@ class Channel(kombu_redis.Channel):
                            repr(payload)[:4096], exc_info=True)
             return False
         exchange = channel.split("/", 1)[0]
+        queue = self._fanout_to_queue.get(exchange)
+        route = self.plain_handlers.get(queue) if self.plain_handlers else None
+        # Only while the consumer that asked for the route is still the queue's consumer.
+        if route is not None and self.connection._callbacks.get(queue) is route[0]:
+            content = plain_content(message)
+            if content is not None:
+                route[1](*content)
+                return True
         return bool(self._deliver_fanout_message(message, exchange))
 
 

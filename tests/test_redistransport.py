@@ -425,3 +425,72 @@ def test_bodies_decode_exactly_as_kombus_codecs_do(redis_url):
         assert channel.decode_body("plain", None) == "plain"
         with pytest.raises(ValueError):  # binascii.Error, as kombu's codec raises
             channel.decode_body("abc", "base64")
+
+
+def tricky_redis_messages() -> list[tuple[Any, dict[str, Any]]]:
+    """(body, publish options): the ways a message on Redis may differ from a plain JSON event."""
+    event = {"type": "worker-online", "hostname": "w@r", "clock": 3, "timestamp": 1.5,
+             "utcoffset": 0, "text": "é"}
+    return [
+        (event, {"serializer": "json"}),
+        (dict(event, clock=4), {"serializer": "json", "compression": "zlib"}),
+        (json.dumps(dict(event, clock=5)).encode("latin-1", "replace"),
+         {"content_type": "application/json", "content_encoding": "latin-1"}),
+        (pickle.dumps(event), {"content_type": "application/x-python-serialize",
+                               "content_encoding": "binary"}),
+        (b"", {"content_type": "application/json", "content_encoding": "utf-8"}),
+        ([dict(event, clock=6), dict(event, clock=7)], {"serializer": "json"}),
+        (dict(event, clock=8, big="x" * 300_000), {"serializer": "json",
+                                                   "headers": {"n": 1, "nested": {"a": [1]}}}),
+        ({"type": "sentinel", "clock": 9}, {"serializer": "json"}),
+    ]
+
+
+def test_the_plain_route_hands_the_receiver_what_kombus_messages_would(redis_url):
+    stock_events: list[dict] = []
+    stock = EventReceiver(Connection(redis_url), handlers={"*": stock_events.append})
+    ours, our_events = receiver_on(redis_url)
+    long_way: list[Any] = []
+    on_message = ours._on_message
+    ours._on_message = lambda message: (long_way.append(message), on_message(message))
+    threads = [Capture(receiver, wakeup=False, timeout=30).start() for receiver in (stock, ours)]
+    try:
+        assert wait_for(lambda: sum(int(c.get("psub", 0)) for c in
+                                    redis.Redis.from_url(redis_url).client_list()) >= 2, 15)
+        with Connection(redis_url) as connection:
+            producer = Producer(connection.default_channel, exchange=ours.exchange)
+            for body, options in tricky_redis_messages():
+                producer.publish(body, routing_key="task.multi", **options)
+        arrived = wait_for(lambda: any(e["type"] == "sentinel" for e in stock_events)
+                           and any(e["type"] == "sentinel" for e in our_events), 20)
+        assert arrived, (stock_events, our_events, [t.errors for t in threads])
+    finally:
+        for thread in threads:
+            thread.stop()
+
+    def comparable(events):
+        return [{k: v for k, v in e.items() if k != "local_received"} for e in events]
+
+    assert comparable(our_events) == comparable(stock_events)
+    assert [e["clock"] for e in our_events] == [3, 4, 5, 6, 7, 8, 9]
+    assert ours.dropped == stock.dropped == {"content-type:application/x-python-serialize": 1,
+                                             "not-json": 1}
+    # only the compressed message and the empty body needed kombu's message object
+    assert len(long_way) == 2
+
+
+@pytest.mark.parametrize("envelope, expected", [
+    ({"body": "e30=", "content-type": "application/json",
+      "properties": {"delivery_tag": "t", "body_encoding": "base64"}}, ("application/json", b"{}")),
+    ({"body": "e30=", "content-type": "application/json", "headers": {"compression": "zlib"},
+      "properties": {"delivery_tag": "t", "body_encoding": "base64"}}, None),
+    ({"body": "e30=", "properties": {"body_encoding": "base64"}}, None),  # kombu: KeyError
+    ({"body": "{}", "properties": {"delivery_tag": "t"}}, None),  # not base64: kombu encodes it
+    ({"body": "", "properties": {"delivery_tag": "t", "body_encoding": "base64"}}, None),
+    ({"body": "e30", "properties": {"delivery_tag": "t", "body_encoding": "base64"}}, None),
+    ({"body": "e30=", "headers": "odd", "properties": {"delivery_tag": "t",
+                                                       "body_encoding": "base64"}}, None),
+    ([1, 2], None),
+])
+def test_plain_content_takes_only_what_kombu_would_merely_base64_decode(envelope, expected):
+    assert redistransport.plain_content(envelope) == expected
