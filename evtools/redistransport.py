@@ -347,9 +347,11 @@ class Channel(kombu_redis.Channel):
             channel = channel.partition(".")[2]
         try:
             message = decode_envelope(payload.decode(errors="replace"))
-        except (TypeError, ValueError):
-            logger.warning("Cannot process event on channel %r: %s", channel,
-                           repr(payload)[:4096], exc_info=True)
+        except (TypeError, ValueError) as exc:
+            # One line, as kombu's warning says it, without its traceback: a malformed
+            # message is bad input, not a fault of ours.
+            logger.warning("Cannot process event on channel %r: %s (%s)", channel,
+                           repr(payload)[:200], exc)
             return False
         exchange = channel.split("/", 1)[0]
         queue = self._fanout_to_queue.get(exchange)

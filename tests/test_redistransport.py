@@ -232,6 +232,7 @@ def test_an_undecodable_envelope_is_logged_and_skipped_like_kombu_does(redis_url
     assert received_uuids(events) == ["after-garbage"]
     warnings = [r.getMessage() for r in caplog.records if "Cannot process event" in r.getMessage()]
     assert len(warnings) == 1 and "not an envelope" in warnings[0]
+    assert not any(r.exc_info for r in caplog.records)  # one line on the terminal, no traceback
 
 
 class ChoppingProxy:
