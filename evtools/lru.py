@@ -1,4 +1,4 @@
-"""A bounded mapping that forgets its least recently used keys first."""
+"""A bounded mapping that forgets its oldest keys first; reading with ``[]`` renews a key."""
 
 from __future__ import annotations
 

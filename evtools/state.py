@@ -69,6 +69,9 @@ def truncate(value: str, limit: int) -> str:
 #: How many distinct repeated strings (task names, types, clients, queues) are shared at most.
 SHARED_STRINGS_LIMIT = 4096
 
+#: The fewest task type names :meth:`State.task_types` remembers, whatever the task limit.
+SEEN_TYPES_MIN = 1000
+
 
 def heartbeat_expires(timestamp: float, freq: float = 60,
                       expire_window: float = HEARTBEAT_EXPIRE_WINDOW) -> float:
@@ -135,9 +138,14 @@ class Worker(_FieldDefaults):
         self._generation = 0
 
     def __reduce__(self) -> tuple:
-        return self.__class__, (self.hostname, self.pid, self.freq, self.heartbeats, self.clock,
-                                self.active, self.processed, self.loadavg, self.sw_ident,
-                                self.sw_ver, self.sw_sys)
+        args = (self.hostname, self.pid, self.freq, self.heartbeats, self.clock, self.active,
+                self.processed, self.loadavg, self.sw_ident, self.sw_ver, self.sw_sys)
+        extras = {name: getattr(self, name) for name in self._defaults}
+        extras.update(self.__dict__)
+        return self.__class__, args, extras
+
+    def __setstate__(self, extras: dict[str, Any]) -> None:
+        self._apply(extras)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Worker):
@@ -296,13 +304,13 @@ class Task(_FieldDefaults):
     _event_fields = ("hostname", "pid", "utcoffset", "local_received", "type", "queue",
                      "terminated", "signum", "expired", "requeue")
     __slots__ = tuple(f for f in _fields if f not in {"root", "parent", "children"}) + \
-        _event_fields + ("cluster_state", "_children", "_newest", "_oldest", "_indexed_name",
-                         "_indexed_worker", "_indexed_parent", "_generation", "__dict__",
+        _event_fields + ("cluster_state", "_children", "_parent_links", "_newest", "_oldest",
+                         "_indexed_name", "_indexed_worker", "_generation", "__dict__",
                          "__weakref__")
     _defaults = dict.fromkeys(_fields + _event_fields)
-    _defaults.update(state=states.PENDING, clock=0, _children=None, _newest=None,
-                     _oldest=None, _indexed_name=None, _indexed_worker=None,
-                     _indexed_parent=None, cluster_state=None, _generation=0)
+    _defaults.update(state=states.PENDING, clock=0, _children=None, _parent_links=None,
+                     _newest=None, _oldest=None, _indexed_name=None, _indexed_worker=None,
+                     cluster_state=None, _generation=0)
 
     #: How to merge an event that logically happened before the current state: only these
     #: fields are taken from an event moving to that state (a late task-received still
@@ -323,8 +331,8 @@ class Task(_FieldDefaults):
         self.clock = 0
         self.cluster_state = cluster_state
         self._newest = self._oldest = None
-        self._indexed_name = self._indexed_worker = self._indexed_parent = None
-        self._children = None
+        self._indexed_name = self._indexed_worker = None
+        self._children = self._parent_links = None
         if children:
             self._children_set().uuids.update(dict.fromkeys(children))
         if kwargs:
@@ -440,6 +448,14 @@ class Task(_FieldDefaults):
             children = self._children = TaskSet(tasks)
         return children
 
+    def _link_parent(self, parent_id: str) -> None:
+        """Remember that ``parent_id`` lists this task as a child (or waits to)."""
+        links = self._parent_links
+        if links is None:
+            self._parent_links = {parent_id}
+        else:
+            links.add(parent_id)
+
     @property
     def parent(self) -> Task | None:
         """The parent task, if it is in the state."""
@@ -512,7 +528,9 @@ class State:
 
     Feed it with :meth:`event` (typically as the receiver's ``'*'`` handler). Every map it
     keeps is bounded: ``max_tasks_in_memory`` tasks and ``max_workers_in_memory`` workers,
-    least recently updated forgotten first, and every index forgets what they forget.
+    and every index forgets what they forget. As in Celery, the first seen is forgotten
+    first: a task's own events do not renew it, but reading it as ``state.tasks[uuid]``
+    (or with :meth:`get_or_create_task`) or an event of one of its children does.
     """
 
     Worker = Worker
@@ -549,18 +567,17 @@ class State:
         self._task_fields = WriterCache(TASK_FIELDS, self, self._strings.setdefault, truncate)
         self._write_task_fields = self._task_fields.write
         self._mutex = threading.RLock()
-        self.workers = self._adopt(workers, max_workers_in_memory, None)
-        self.tasks = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
-        self._timeline = Timeline(self.tasks.data)
-        self._seen_types: LRUMap[str, None] = LRUMap(max_tasks_in_memory)
-        self._pending_children: LRUMap[str, set[str]] = LRUMap(max_tasks_in_memory)
-        self.tasks_by_type = _TaskIndex(self._tasks_by_type, self.tasks.data)
-        self.tasks_by_worker = _TaskIndex(self._tasks_by_worker, self.tasks.data)
-        if self.tasks:
-            self._reindex()
+        #: Names of the task types seen (Celery keeps every one; here the newest are kept).
+        self._seen_types: LRUMap[str, None] = LRUMap(max(max_tasks_in_memory, SEEN_TYPES_MIN))
+        #: Children that named a parent the state does not hold (yet), by parent uuid.
+        self._pending_children: LRUMap[str, dict[str, None]] = LRUMap(
+            max_tasks_in_memory, self._forget_pending)
+        self._workers: LRUMap = self._adopt(workers, max_workers_in_memory, None)
+        self._tasks: LRUMap = self._adopt(tasks, max_tasks_in_memory, self._forget_task)
+        self._reindex()
 
-    @staticmethod
-    def _adopt(given: Mapping | None, limit: int, on_evict: Callable | None) -> LRUMap:
+    def _adopt(self, given: Mapping | None, limit: int, on_evict: Callable | None) -> LRUMap:
+        """Return ``given`` as an :class:`LRUMap` of ``limit`` items (wrapped if it is not one)."""
         if isinstance(given, LRUMap):
             given.on_evict = on_evict
             return given
@@ -568,6 +585,27 @@ class State:
         if given:
             adopted.data.update(getattr(given, "data", given))
         return adopted
+
+    @property
+    def tasks(self) -> LRUMap:
+        """The tasks by uuid, next to be forgotten first (see the class docstring)."""
+        return self._tasks
+
+    @tasks.setter
+    def tasks(self, tasks: Mapping[str, Task]) -> None:
+        with self._mutex:
+            self._tasks = self._adopt(tasks, self.max_tasks_in_memory, self._forget_task)
+            self._reindex()
+
+    @property
+    def workers(self) -> LRUMap:
+        """The workers by hostname, first seen (or read with ``[]``) first."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, workers: Mapping[str, Worker]) -> None:
+        with self._mutex:
+            self._workers = self._adopt(workers, self.max_workers_in_memory, None)
 
     # -- locking ---------------------------------------------------------------------------
 
@@ -582,25 +620,32 @@ class State:
                     self._clear()
 
     def clear_tasks(self, ready: bool = True) -> None:
-        """Forget finished tasks (``ready=True``) or all tasks."""
+        """Forget finished tasks (``ready=True``) or all tasks, and the time ordering."""
         with self._mutex:
             self._clear_tasks(ready)
 
     def _clear_tasks(self, ready: bool = True) -> None:
+        data = self._tasks.data
         if ready:
-            keep = [(uuid, task) for uuid, task in self.tasks.data.items()
-                    if task.state not in states.READY_STATES]
+            ready_states = states.READY_STATES
+            gone = [(uuid, task) for uuid, task in data.items() if task.state in ready_states]
+            for uuid, _ in gone:
+                del data[uuid]
         else:
-            keep = []
-        self.tasks.data.clear()
-        self.tasks.data.update(keep)
-        self._reindex()
+            gone = list(data.items())
+            data.clear()
+        for uuid, task in gone:
+            self._forget_task(uuid, task)
+        # As in Celery, the ordering starts again: kept tasks return with their next event.
+        self._timeline.clear()
+        for task in data.values():
+            task._newest = task._oldest = None
 
     def _clear(self, ready: bool = True) -> None:
-        self.workers.clear()
-        self._clear_tasks(ready)
         self.event_count = 0
         self.task_count = 0
+        self._workers.clear()
+        self._clear_tasks(ready)
 
     def clear(self, ready: bool = True) -> None:
         """Forget all workers and (finished, or all) tasks; reset the counters."""
@@ -612,9 +657,9 @@ class State:
     def get_or_create_worker(self, hostname: str, **kwargs: Any) -> tuple[Worker, bool]:
         """Return ``(worker, created)`` for ``hostname``, updating it with ``kwargs``."""
         try:
-            worker = self.workers[hostname]
+            worker = self._workers[hostname]
         except KeyError:
-            worker = self.workers[hostname] = self.Worker(hostname, **kwargs)
+            worker = self._workers[hostname] = self.Worker(hostname, **kwargs)
             return worker, True
         if kwargs:
             worker.update(kwargs)
@@ -623,14 +668,20 @@ class State:
     def get_or_create_task(self, uuid: str) -> tuple[Task, bool]:
         """Return ``(task, created)`` for ``uuid``."""
         try:
-            return self.tasks[uuid], False
+            return self._tasks[uuid], False
         except KeyError:
             return self._new_task(uuid), True
 
     # -- applying events -------------------------------------------------------------------
 
     def event(self, event: dict[str, Any]) -> Any:
-        """Apply one event; return ``((task_or_worker, created), subject)`` as Celery does."""
+        """Apply one event; return ``((task_or_worker, created), subject)`` as Celery does.
+
+        An event Celery's State would refuse (no ``type``, a task event without ``uuid``,
+        ``hostname``, ``timestamp``, ``local_received`` or ``clock``, a worker event without
+        ``hostname``, ``timestamp`` or ``local_received``) changes nothing but the counters:
+        it is counted in :attr:`dropped` by kind and None is returned.
+        """
         with self._mutex:
             self.event_count += 1
             self.generation += 1
@@ -683,51 +734,60 @@ class State:
         return group, subject
 
     def _worker_event(self, subject: str, event: dict[str, Any]) -> tuple[Worker, bool] | None:
-        hostname = event.get("hostname")
+        try:
+            hostname, timestamp, local_received = (event["hostname"], event["timestamp"],
+                                                   event["local_received"])
+        except KeyError as missing:
+            self._drop(f"worker-without-{missing.args[0]}")
+            return None
         if type(hostname) is not str:
             self._drop("worker-without-hostname")
             return None
         is_offline = subject == "offline"
-        worker = self.workers.data.get(hostname)
+        workers = self._workers
+        worker = workers.data.get(hostname)
         created = False
         if worker is None:
             worker = self.Worker(hostname)
             if not is_offline:
-                self.workers[hostname] = worker
+                workers[hostname] = worker
                 created = True
         worker._generation = self.generation
-        worker.event(subject, _number(event.get("timestamp"), 0.0) or None,
-                     _number(event.get("local_received"), 0.0) or None, event)
+        worker.event(subject, _number(timestamp, 0.0) or None,
+                     _number(local_received, 0.0) or None, event)
         if self.on_node_join and (created or subject == "online"):
             self.on_node_join(worker)
         if is_offline and self.on_node_leave:
             # As in Celery: an offline worker is forgotten only when someone listens for it.
             self.on_node_leave(worker)
-            self.workers.data.pop(hostname, None)
+            workers.data.pop(hostname, None)
         return worker, created
 
     def _new_task(self, uuid: str) -> Task:
         task = self.Task(uuid, cluster_state=self)
-        self.tasks[uuid] = task
+        self._tasks[uuid] = task
         return task
 
     def _task_event(self, subject: str, event: dict[str, Any]) -> tuple[Task, bool] | None:
-        get = event.get
-        uuid = get("uuid")
+        try:
+            uuid, hostname, raw_timestamp, raw_received, clock = (
+                event["uuid"], event["hostname"], event["timestamp"], event["local_received"],
+                event["clock"])
+        except KeyError as missing:
+            self._drop(f"task-without-{missing.args[0]}")
+            return None
         if type(uuid) is not str or not uuid:
             self._drop("task-without-uuid")
             return None
-        hostname = get("hostname")
         if type(hostname) is not str:
             hostname = ""
-        raw_timestamp, raw_received = get("timestamp"), get("local_received")
         timestamp = raw_timestamp if type(raw_timestamp) is float else _number(raw_timestamp)
         local_received = raw_received if type(raw_received) is float else _number(raw_received)
-        clock = get("clock")
         if type(clock) is not int:
             clock = 0
         generation = self.generation
-        task = self.tasks.data.get(uuid)
+        tasks = self._tasks.data
+        task = tasks.get(uuid)
         created = task is None
         if created:
             task = self._new_task(uuid)
@@ -736,9 +796,9 @@ class State:
         if subject == "sent":  # sent by a client, not by a worker
             origin = hostname
         elif hostname:
-            worker = self.workers.data.get(hostname)
+            worker = self._workers.data.get(hostname)
             if worker is None:
-                worker = self.workers[hostname] = self.Worker(hostname)
+                worker = self._workers[hostname] = self.Worker(hostname)
             task.worker = worker
             worker._generation = generation
             if local_received:
@@ -756,10 +816,13 @@ class State:
             task.client = task.hostname = self._share(hostname)
         if task.root_id == uuid and task.root_id is not uuid:
             task.root_id = task.uuid
-        if (task._indexed_name is not task.name or task._indexed_worker is not task.worker
-                or task._indexed_parent is not task.parent_id
-                or uuid in self._pending_children.data):
+        if task._indexed_name is not task.name or task._indexed_worker is not task.worker:
             self._index(task)
+        parent_id = task.parent_id
+        if parent_id and type(parent_id) is str:
+            self._file_under_parent(task, parent_id)
+        if uuid in self._pending_children.data:
+            self._adopt_children(task)
         if len(self._strings) > SHARED_STRINGS_LIMIT:
             self._strings.clear()
         return task, created
@@ -776,92 +839,143 @@ class State:
             strings[value] = shared = value
         return shared
 
+    # -- indexes ---------------------------------------------------------------------------
+
     def _index(self, task: Task) -> None:
-        """File ``task`` by type, by worker and under its parent, as soon as each is known."""
-        name, worker, parent_id = task.name, task.worker, task.parent_id
-        old_name, old_worker, old_parent = (task._indexed_name, task._indexed_worker,
-                                            task._indexed_parent)
+        """File ``task`` by type and by worker, moving it when its name or worker changed."""
+        name, worker = task.name, task.worker
+        old_name, old_worker = task._indexed_name, task._indexed_worker
         uuid = task.uuid
-        if name != old_name and type(name) is str:
-            name = task.name = self._share(name)
+        if name != old_name or type(name) is not type(old_name):
             if old_name is not None:
                 self.tasks_by_type.discard(old_name, uuid)
-            self.tasks_by_type.add(name, task)
-            if name not in self._seen_types.data:
-                self._seen_types[name] = None
-        elif name == old_name:
+            if type(name) is str:
+                name = task.name = self._share(name)
+                self.tasks_by_type.add(name, task)
+                self._see_type(name)
+            else:
+                name = None
+        elif name is not None:
             name = task.name = old_name  # keep sharing the one interned string
-        if worker is not old_worker and worker is not None:
+        if worker is not old_worker:
             if old_worker is not None:
                 self.tasks_by_worker.discard(old_worker.hostname, uuid)
-            self.tasks_by_worker.add(worker.hostname, task)
-        if parent_id != old_parent and type(parent_id) is str and parent_id:
-            parent = self.tasks.data.get(parent_id)
-            if parent is not None:
-                self.tasks.data.move_to_end(parent_id)  # a parent in use stays, as in Celery
-                parent._children_set().add(task)
+            if worker is not None:
+                self.tasks_by_worker.add(worker.hostname, task)
+        task._indexed_name, task._indexed_worker = name, worker
+
+    def _see_type(self, name: str) -> None:
+        seen = self._seen_types
+        if name in seen.data:
+            seen.data.move_to_end(name)
+        else:
+            seen[name] = None
+
+    def _file_under_parent(self, task: Task, parent_id: str) -> None:
+        """Make ``task`` a child of its parent, or wait for the parent (as Celery does, each event)."""
+        uuid = task.uuid
+        parent = self._tasks.data.get(parent_id)
+        if parent is not None:
+            self._tasks.data.move_to_end(parent_id)  # a parent in use stays, as in Celery
+            parent._children_set().uuids[uuid] = None
+        else:
+            pending = self._pending_children
+            waiting = pending.data.get(parent_id)
+            if waiting is None:
+                waiting = {}
+                pending[parent_id] = waiting
             else:
-                waiting = self._pending_children.data.get(parent_id)
-                if waiting is None:
-                    waiting = self._pending_children[parent_id] = set()
-                waiting.add(uuid)
-        elif parent_id == old_parent:
-            parent_id = task.parent_id = old_parent
-        task._indexed_name, task._indexed_worker, task._indexed_parent = name, worker, parent_id
-        if uuid in self._pending_children.data:
-            self._adopt_children(task)
+                pending.data.move_to_end(parent_id)
+            waiting[uuid] = None
+        task._link_parent(parent_id)
 
     def _adopt_children(self, task: Task) -> None:
         waiting = self._pending_children.data.pop(task.uuid, None)
         if waiting:
-            task._children_set().uuids.update(dict.fromkeys(waiting))
+            task._children_set().uuids.update(waiting)
+
+    def _forget_pending(self, parent_id: str, waiting: dict[str, None]) -> None:
+        """A parent nobody sent is forgotten: its waiting children no longer point at it."""
+        tasks = self._tasks.data
+        for uuid in waiting:
+            child = tasks.get(uuid)
+            if child is not None and child._parent_links:
+                child._parent_links.discard(parent_id)
 
     def _forget_task(self, uuid: str, task: Task) -> None:
-        """Remove an evicted task from every index (called by the task map)."""
-        name, worker, parent_id = task._indexed_name, task._indexed_worker, task._indexed_parent
+        """Remove a task the map no longer holds from every index (called on eviction)."""
+        name, worker = task._indexed_name, task._indexed_worker
         if name is not None:
             self.tasks_by_type.discard(name, uuid)
         if worker is not None:
             self.tasks_by_worker.discard(worker.hostname, uuid)
-        if parent_id:
-            parent = self.tasks.data.get(parent_id)
+        tasks = self._tasks.data
+        for parent_id in task._parent_links or ():
+            parent = tasks.get(parent_id)
             if parent is not None and parent._children is not None:
                 parent._children.uuids.pop(uuid, None)
             waiting = self._pending_children.data.get(parent_id)
             if waiting is not None:
-                waiting.discard(uuid)
-                if not waiting:
-                    del self._pending_children.data[parent_id]
+                waiting.pop(uuid, None)
+        if task._children is not None:
+            for child_id in task._children.uuids:
+                child = tasks.get(child_id)
+                if child is not None and child._parent_links:
+                    child._parent_links.discard(uuid)
+        task._parent_links = None
+        task._indexed_name = task._indexed_worker = None
         task._newest = task._oldest = None
 
     def _reindex(self) -> None:
-        """Rebuild every index from the tasks (after a clear, or from a pickle)."""
-        self.tasks_by_type.clear()
-        self.tasks_by_worker.clear()
-        self._pending_children.clear()
-        self._timeline = Timeline(self.tasks.data)
-        for task in self.tasks.data.values():
+        """Rebuild every index from the tasks (after adopting a map, or from a pickle).
+
+        Nothing is reordered: the tasks keep their places in the LRU order.
+        """
+        tasks = self._tasks.data
+        self.tasks_by_type = _TaskIndex(self._tasks_by_type, tasks)
+        self.tasks_by_worker = _TaskIndex(self._tasks_by_worker, tasks)
+        for task in tasks.values():
             task.cluster_state = self
-            task._indexed_name = task._indexed_worker = task._indexed_parent = None
-            if task._children is not None:
-                task._children._tasks = self.tasks.data
-        for task in self.tasks.data.values():
+            task._indexed_name = task._indexed_worker = None
+            task._parent_links = None
+        for uuid, task in tasks.items():
             self._index(task)
+            children = task._children
+            if children is not None:
+                children._tasks = tasks
+                for child_id in list(children.uuids):
+                    child = tasks.get(child_id)
+                    if child is None:
+                        del children.uuids[child_id]
+                    else:
+                        child._link_parent(uuid)
+        for parent_id, waiting in self._pending_children.data.items():
+            for child_id in list(waiting):
+                child = tasks.get(child_id)
+                if child is None:
+                    del waiting[child_id]
+                else:
+                    child._link_parent(parent_id)
+        self._rebuild_timeline()
+
+    def _rebuild_timeline(self) -> None:
+        self._timeline = Timeline(self._tasks.data)
+        for task in self._tasks.data.values():
             task._newest = task._oldest = None
             origin = task.origin or ""
             clock = task.clock if type(task.clock) is int else 0
             self._timeline.add(task, time_key(clock, origin, _number(task.timestamp), task.uuid))
 
     def rebuild_taskheap(self) -> None:
-        """Rebuild the time ordering from the tasks (Celery's name)."""
+        """Rebuild the time ordering from the tasks, one entry each at its current clock (Celery's name)."""
         with self._mutex:
-            self._reindex()
+            self._rebuild_timeline()
 
     # -- queries ---------------------------------------------------------------------------
 
     def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, Task]]:
-        """Yield ``(uuid, task)``, least recently updated first."""
-        return islice(list(self.tasks.data.items()), limit)
+        """Yield ``(uuid, task)`` in the order they will be forgotten: first seen first."""
+        return islice(list(self._tasks.data.items()), limit or None)
 
     def tasks_by_time(self, limit: int | None = None, reverse: bool = True) -> Iterator[tuple[str, Task]]:
         """Yield ``(uuid, task)`` by event clock: newest event first (or oldest first)."""
@@ -881,11 +995,11 @@ class State:
 
     def tasks_changed_since(self, generation: int) -> list[Task]:
         """Return the tasks an event touched after :attr:`generation` was ``generation``."""
-        return [task for task in self.tasks.data.values() if task._generation > generation]
+        return [task for task in self._tasks.data.values() if task._generation > generation]
 
     def workers_changed_since(self, generation: int) -> list[Worker]:
         """Return the workers an event touched after :attr:`generation` was ``generation``."""
-        return [worker for worker in self.workers.data.values() if worker._generation > generation]
+        return [worker for worker in self._workers.data.values() if worker._generation > generation]
 
     def task_types(self) -> list[str]:
         """Return the sorted names of the task types seen."""
@@ -893,12 +1007,54 @@ class State:
 
     def alive_workers(self) -> Iterator[Worker]:
         """Yield the workers whose heartbeat has not expired."""
-        return (w for w in list(self.workers.data.values()) if w.alive)
+        return (w for w in list(self._workers.data.values()) if w.alive)
 
     def __repr__(self) -> str:
         return f"<State: events={self.event_count} tasks={self.task_count}>"
 
+    # -- pickling --------------------------------------------------------------------------
+
     def __reduce__(self) -> tuple:
-        return self.__class__, (self.event_callback, self.workers, self.tasks, None,
-                                self.max_workers_in_memory, self.max_tasks_in_memory,
-                                self.on_node_join, self.on_node_leave)
+        args = (self.event_callback, self._workers, self._tasks, None,
+                self.max_workers_in_memory, self.max_tasks_in_memory,
+                self.on_node_join, self.on_node_leave, None, None, self.max_field_size)
+        return self.__class__, args, self._pickled_extras()
+
+    def _pickled_extras(self) -> dict[str, Any]:
+        """What Celery's pickle loses and evtools' keeps: counters, seen types, order, orphans."""
+        return {
+            "event_count": self.event_count, "task_count": self.task_count,
+            "generation": self.generation, "dropped": dict(self.dropped),
+            "truncated": self.truncated, "seen_types": list(self._seen_types.data),
+            "pending_children": [(parent_id, list(waiting))
+                                 for parent_id, waiting in self._pending_children.data.items()],
+            "timeline": {uuid: (task._newest, task._oldest)
+                         for uuid, task in self._tasks.data.items()},
+        }
+
+    def __setstate__(self, extras: dict[str, Any]) -> None:
+        with self._mutex:
+            self.event_count = extras.get("event_count", 0)
+            self.task_count = extras.get("task_count", 0)
+            self.generation = extras.get("generation", 0)
+            self.dropped.update(extras.get("dropped", {}))
+            self.truncated = extras.get("truncated", 0)
+            for name in extras.get("seen_types", ()):
+                self._seen_types[name] = None
+            for parent_id, waiting in extras.get("pending_children", ()):
+                self._pending_children[parent_id] = dict.fromkeys(waiting)
+            self._reindex()
+            self._restore_timeline(extras.get("timeline", {}))
+
+    def _restore_timeline(self, keys: Mapping[str, tuple[Any, Any]]) -> None:
+        timeline = self._timeline = Timeline(self._tasks.data)
+        for uuid, task in self._tasks.data.items():
+            newest, oldest = keys.get(uuid, (None, None))
+            task._newest, task._oldest = newest, oldest
+            if newest is not None:
+                timeline.newest.append(newest)
+            if oldest is not None:
+                timeline.oldest.append(oldest)
+        timeline.newest.sort()
+        timeline.oldest.sort()
+        timeline.compact()

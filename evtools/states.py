@@ -26,7 +26,7 @@ ALL_STATES = frozenset({PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REV
 
 # Highest precedence first. ``None`` marks where any state not listed here
 # (a custom state such as "PROGRESS") ranks.
-PRECEDENCE = (SUCCESS, FAILURE, None, REVOKED, STARTED, RECEIVED, REJECTED, RETRY, PENDING)
+PRECEDENCE = [SUCCESS, FAILURE, None, REVOKED, STARTED, RECEIVED, REJECTED, RETRY, PENDING]
 PRECEDENCE_LOOKUP: dict[str | None, int] = {name: rank for rank, name in enumerate(PRECEDENCE)}
 NONE_PRECEDENCE = PRECEDENCE_LOOKUP[None]
 

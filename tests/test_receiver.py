@@ -177,8 +177,9 @@ def test_junk_messages_are_counted_logged_once_and_capture_goes_on(caplog):
         (pickle.dumps({"type": "task-sent"}), "application/x-python-serialize"),
         (b"42", "application/json"),
         (json.dumps([{"type": "task-received", "uuid": "ok", "hostname": "w", "clock": 1,
-                      "name": "n"}, "junk", {"no": "type"}]).encode(), "application/json"),
-        (json.dumps({"type": "task-started", "uuid": "ok", "hostname": "w", "clock": 2}).encode(),
+                      "timestamp": 1.0, "name": "n"}, "junk", {"no": "type"}]).encode(), "application/json"),
+        (json.dumps({"type": "task-started", "uuid": "ok", "hostname": "w", "clock": 2,
+                    "timestamp": 2.0}).encode(),
          "application/json"),
     ]
     with caplog.at_level(logging.WARNING, logger="evtools.receiver"):

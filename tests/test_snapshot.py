@@ -70,8 +70,9 @@ def test_clear_after_empties_the_state_after_each_picture():
     class Clearing(Recorder):
         clear_after = True
     state = State()
-    state.event({"type": "task-succeeded", "uuid": "done", "hostname": "w", "clock": 1})
-    state.event({"type": "task-started", "uuid": "busy", "hostname": "w", "clock": 2})
+    event = {"hostname": "w", "timestamp": 1.0, "local_received": 1.0}
+    state.event({"type": "task-succeeded", "uuid": "done", "clock": 1, **event})
+    state.event({"type": "task-started", "uuid": "busy", "clock": 2, **event})
     camera = Clearing(state)
     camera.capture()
     camera.capture()

@@ -238,6 +238,9 @@ def test_clear_tasks_keeps_unfinished_ones_and_clear_resets_counters():
     state.event(task_event("received", "busy", 10, name="b"))
     state.clear_tasks()
     assert list(state.tasks) == ["busy"]
+    # As in Celery, the time ordering starts again: a kept task returns with its next event.
+    assert [u for u, _ in state.tasks_by_time()] == []
+    state.event(task_event("started", "busy", 11))
     assert [u for u, _ in state.tasks_by_time()] == ["busy"]
     assert {t.uuid for t in state.tasks_by_type["b"]} == {"busy"}
     state.clear_tasks(ready=False)
@@ -368,3 +371,125 @@ def test_giant_fields_are_truncated_on_ingest_and_marked():
     whole = State(max_field_size=None)
     whole.event(task_event("received", "big", 1, name="n", args=huge))
     assert whole.tasks["big"].args is huge
+
+
+# -- issue 11: regressions -------------------------------------------------------------------
+
+def family(state):
+    """A parent, its child and an unrelated task: what made clear() and pickle crash."""
+    state.event(task_event("received", "P", 1, name="p"))
+    state.event(task_event("received", "C", 2, name="c", parent_id="P"))
+    state.event(task_event("received", "X", 3, name="x"))
+    return state
+
+
+@pytest.mark.parametrize(("call", "kept"), [
+    (lambda s: s.clear(), "CPX"), (lambda s: s.clear(ready=False), ""),
+    (lambda s: s.clear_tasks(), "CPX"), (lambda s: s.clear_tasks(ready=False), ""),
+    (lambda s: s.rebuild_taskheap(), "CPX"), (lambda s: pickle.loads(pickle.dumps(s)), "CPX"),
+    (lambda s: s.freeze_while(lambda: None, clear_after=True), "CPX"),
+])
+def test_maintenance_calls_work_with_a_parent_and_a_child(call, kept):
+    state = family(State())
+    result = call(state)
+    state = result if isinstance(result, State) else state
+    assert "".join(state.tasks) == kept
+    if kept:
+        assert [t.uuid for t in state.tasks["P"].children] == ["C"]
+        assert state.tasks["C"].parent is state.tasks["P"]
+
+
+def test_clear_with_a_family_resets_the_counters_and_keeps_the_lru_order():
+    state = family(State())
+    state.event(task_event("succeeded", "X", 4))
+    order = list(state.tasks)
+    state.clear()
+    assert (state.event_count, state.task_count, len(state.workers)) == (0, 0, 0)
+    assert list(state.tasks) == [u for u in order if u != "X"]
+    assert [t.uuid for t in state.tasks["P"].children] == ["C"]
+
+
+def test_a_pickled_state_keeps_its_field_limit_order_counters_and_orphans():
+    state = State(max_field_size=None, max_tasks_in_memory=5)
+    family(state)
+    state.event(task_event("received", "O", 4, name="o", parent_id="not-yet"))
+    copy = pickle.loads(pickle.dumps(state))
+    assert copy.max_field_size is None
+    assert pickle.loads(pickle.dumps(State(max_field_size=7))).max_field_size == 7
+    assert list(copy.tasks) == list(state.tasks)
+    assert (copy.event_count, copy.task_count) == (state.event_count, state.task_count)
+    assert [u for u, _ in copy.tasks_by_time(reverse=False)] == \
+        [u for u, _ in state.tasks_by_time(reverse=False)]
+    assert copy.task_types() == state.task_types()
+    copy.event(task_event("received", "not-yet", 9, name="late parent"))
+    assert [t.uuid for t in copy.tasks["not-yet"].children] == ["O"]
+
+
+def test_a_parent_is_renewed_by_every_event_of_its_children_as_in_celery():
+    state = State(max_tasks_in_memory=3)
+    state.event(task_event("received", "P", 1))
+    state.event(task_event("received", "C", 2, parent_id="P"))
+    state.event(task_event("received", "X", 3))
+    state.event(task_event("started", "C", 4, parent_id="P"))  # P becomes the newest again
+    assert list(state.tasks) == ["C", "X", "P"]
+    state.event(task_event("received", "Y", 5))
+    assert list(state.tasks) == ["X", "P", "Y"]
+
+
+def test_a_parent_id_that_comes_and_goes_leaves_nothing_waiting():
+    state = State(max_tasks_in_memory=10)
+    for n in range(5000):
+        state.event(task_event("received", f"t{n}", 2 * n + 1, parent_id="p1"))
+        state.event(task_event("started", f"t{n}", 2 * n + 2, parent_id=None))
+    assert sum(len(waiting) for waiting in state._pending_children.data.values()) <= 10
+
+
+def test_a_name_that_changes_or_stops_being_a_string_leaves_no_stale_index_entry():
+    state = State()
+    state.event(task_event("received", "t", 1, name="first"))
+    state.event(task_event("started", "t", 2, name="second"))
+    assert dict(state.tasks_by_type).keys() == {"second"}
+    state.event(task_event("succeeded", "t", 3, name=5))
+    assert dict(state.tasks_by_type) == {}
+    assert state.task_types() == ["first", "second"]
+
+
+@pytest.mark.parametrize("missing", ["clock", "timestamp", "local_received", "hostname", "uuid"])
+def test_a_task_event_celery_refuses_is_dropped_and_counted(missing):
+    state = State()
+    event = task_event("received", "t", 1, name="n")
+    del event[missing]
+    assert state.event(event) is None
+    assert state.dropped == {f"task-without-{missing}": 1}
+    assert len(state.tasks) == 0 and state.event_count == 1
+
+
+@pytest.mark.parametrize("missing", ["timestamp", "local_received", "hostname"])
+def test_a_worker_event_celery_ignores_is_dropped_and_counted(missing):
+    state = State()
+    event = worker_event("online")
+    del event[missing]
+    assert state.event(event) is None
+    assert state.dropped == {f"worker-without-{missing}": 1}
+    assert len(state.workers) == 0
+
+
+def test_precedence_is_a_list_as_in_celery():
+    from celery import states as celery_states
+    assert type(states.PRECEDENCE) is type(celery_states.PRECEDENCE) is list
+    assert states.PRECEDENCE == celery_states.PRECEDENCE
+
+
+def test_user_code_may_assign_a_plain_dict_of_tasks():
+    state = State(max_tasks_in_memory=3)
+    run_lifecycle(state, "old")
+    parent = Task("P", name="p")
+    state.tasks = {"P": parent}
+    assert list(state.tasks) == ["P"] and state.tasks["P"].cluster_state is state
+    state.event(task_event("received", "C", 50, name="c", parent_id="P"))
+    assert [t.uuid for t in state.tasks["P"].children] == ["C"]
+    assert {t.uuid for t in state.tasks_by_type["c"]} == {"C"}
+    for n in range(5):
+        run_lifecycle(state, f"new{n}", start=100 + 10 * n)
+    assert len(state.tasks) == 3
+    assert "old" not in {t.uuid for t in state.tasks_by_type["proj.add"]}
