@@ -42,6 +42,24 @@ def test_queue_options_are_configurable():
         memory_pair(queue_exclusive=True, queue_durable=True)
 
 
+def test_the_queue_for_a_celery_app_is_the_queue_celery_declares():
+    from celery import Celery
+    app = Celery(broker="memory://", set_as_current=False)
+    app.conf.update(event_queue_ttl=None, event_queue_expires=None, event_exchange="appev",
+                    event_queue_prefix="apppfx", event_queue_exclusive=False,
+                    event_queue_durable=True)
+
+    def described(queue):
+        return (queue.name, queue.exchange.name, queue.exchange.type, queue.routing_key,
+                queue.message_ttl, queue.expires, queue.exclusive, queue.durable,
+                queue.auto_delete)
+
+    theirs = app.events.Receiver(app.connection_for_read(), node_id="n1").queue
+    _, ours = memory_pair(app=app, node_id="n1")
+    assert described(ours.queue) == described(theirs)
+    assert (ours.queue.message_ttl, ours.queue.expires) == (None, None)
+
+
 def test_only_json_may_be_accepted():
     memory_pair(accept=["json"])
     with pytest.raises(ConfigurationError):
