@@ -13,6 +13,7 @@ from .dumper import Dumper
 from .filters import EventFilter
 from .proctitle import set_process_title
 from .runner import run_until_stopped
+from .snapshot import run_camera
 from .source import LiveSource, ReplaySource
 from .state import State
 
@@ -54,61 +55,6 @@ def run_demo(settings: Settings, rate: float = 4.0, workers: int = 4, duration: 
            f"{safe_url(settings.broker_url)}. Watch with: evtools events -b "
            f"{safe_url(settings.broker_url)}   (Ctrl-C stops)")
     return run_until_stopped(lambda: cluster.run(duration or None), on_stop=cluster.stop)
-
-
-def run_camera(camera_cls: type, source: LiveSource | ReplaySource, freq: float = 1.0,
-               maxrate: str | None = None, timer: Any = None, options: dict[str, Any] | None = None,
-               status: Status = print, camera_name: str | None = None,
-               started: Callable[[], None] | None = None) -> int:
-    """Feed a State from ``source`` and photograph it with ``camera_cls`` until stopped.
-
-    On Ctrl-C or SIGTERM the capture stops, one last picture is taken and the camera closes.
-    """
-    set_process_title("cam")
-    state = State()
-    extra = {"timer": timer} if timer is not None else {}
-    camera = camera_cls(state, freq=freq, maxrate=maxrate, **extra, **(options or {}))
-    name = camera_name or f"{camera_cls.__module__}.{camera_cls.__qualname__}"
-    status(f"-> evcam: Taking snapshots with {name} (every {freq} secs.)")
-    camera.install()
-    restore = _on_hangup(camera)
-    if started is not None:
-        started()
-    try:
-        return run_until_stopped(lambda: source.run(state.event), on_stop=source.stop)
-    finally:
-        camera.cancel()
-        camera.close()
-        stop_timer = getattr(camera.timer, "stop", None)
-        if stop_timer is not None:
-            stop_timer()
-        restore()
-
-
-def _on_hangup(camera: Any) -> Callable[[], None]:
-    """On SIGHUP, reopen log files and the camera's files (logrotate); return an undo."""
-    import logging
-    import signal
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def reopen(signum: int, frame: Any) -> None:
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.acquire()
-                try:
-                    handler.close()
-                    handler.stream = handler._open()
-                finally:
-                    handler.release()
-        try:
-            camera.reopen()
-        except Exception:  # a camera that cannot reopen keeps running with what it has
-            logging.getLogger(__name__).exception("camera could not reopen its files")
-
-    previous = signal.signal(signal.SIGHUP, reopen)
-    return lambda: signal.signal(signal.SIGHUP, previous)
 
 
 def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,

@@ -82,13 +82,23 @@ def load_app(name: str) -> Any:
     raise AppImportError(f"{name!r} does not name a Celery app (looked for {', '.join(candidates)})")
 
 
+#: App settings for which None means "none" (no message TTL, no queue expiry), as in Celery.
+_NONE_MEANS_NONE = frozenset({"event_queue_ttl", "event_queue_expires"})
+
+
 def _settings_from_app(app: Any) -> dict[str, Any]:
     conf = app.conf
     found: dict[str, Any] = {}
     for key in _APP_SETTINGS:
-        value = conf.get(key)
-        if value is not None:
-            found[key] = value
+        if key in _NONE_MEANS_NONE:
+            try:  # a Celery app's conf gives the effective value, its default included
+                found[key] = conf[key]
+            except KeyError:
+                pass
+        else:
+            value = conf.get(key)
+            if value is not None:
+                found[key] = value
     broker_url = conf.get("broker_url")
     if broker_url:
         found["broker_url"] = broker_url

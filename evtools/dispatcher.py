@@ -12,7 +12,7 @@ from typing import Any
 from kombu import Connection, Producer
 from kombu.clocks import LamportClock
 
-from .config import Settings
+from .config import Settings, resolve_settings
 from .errors import ConfigurationError
 from .event import Event, get_exchange, group_from, routing_key_for
 from .tz import utcoffset as local_utcoffset
@@ -46,7 +46,8 @@ class EventDispatcher:
                  buffer_group: Iterable[str] | None = None, buffer_limit: int = 24,
                  on_send_buffered: Callable[[], None] | None = None,
                  clock: LamportClock | None = None, settings: Settings | None = None) -> None:
-        settings = settings or Settings()
+        if settings is None:
+            settings = resolve_settings(app=app, environ={}) if app is not None else Settings()
         self.serializer = serializer or settings.event_serializer
         if self.serializer != "json":
             raise ConfigurationError(f"serializer {self.serializer!r} is not supported: events are JSON")

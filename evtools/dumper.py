@@ -68,6 +68,11 @@ def format_human(event: dict[str, Any], task_label: str = "") -> str:
     ``task_label`` is ``name(uuid) args=... kwargs=...`` remembered from the task's
     task-received or task-sent event; those two events carry their own.
     """
+    return escape_text(_human_line(event, task_label))
+
+
+def _human_line(event: dict[str, Any], task_label: str) -> str:
+    """Celery's dump line for ``event``, not yet escaped."""
     type_ = event.get("type", "")
     human = _HUMANIZED.get(type_) if type(type_) is str else None
     if human is None:
@@ -80,11 +85,9 @@ def format_human(event: dict[str, Any], task_label: str = "") -> str:
             fields = _fields(event, _SKIP_NAMING)
         else:
             fields = _fields(event, _SKIP_TASK)
-        line = f"{head}{':' if fields else ''} {task_label} {fields}"
-    else:
-        fields = _fields(event, _SKIP_WORKER)
-        line = f"{head}{':' if fields else ''} {fields}"
-    return escape_text(line)
+        return f"{head}{':' if fields else ''} {task_label} {fields}"
+    fields = _fields(event, _SKIP_WORKER)
+    return f"{head}{':' if fields else ''} {fields}"
 
 
 def _finite(value: Any) -> Any:
@@ -107,7 +110,11 @@ def format_json(event: dict[str, Any]) -> str:
 
 
 class Dumper:
-    """Write one line per event to ``out``, flushed per line so ``| grep`` works live."""
+    """Write one line per event to ``out``, flushed per line so ``| grep`` works live.
+
+    As in Celery, every line goes through :meth:`say`, and a subclass that overrides
+    :meth:`format_task_event` gets task events through it.
+    """
 
     def __init__(self, out: TextIO | None = None, json_lines: bool = False,
                  event_filter: EventFilter | None = None, record: TextIO | None = None) -> None:
@@ -119,6 +126,24 @@ class Dumper:
         #: uuid -> (task name, ``name(uuid) args=... kwargs=...``) for labelling later events.
         self.task_names: LRUMap[str, tuple[Any, str]] = LRUMap(TASK_NAME_MEMORY)
         self.printed = 0
+        # Only a subclass's own format_task_event needs the event taken apart as Celery does.
+        self._own_task_format = type(self).format_task_event is not Dumper.format_task_event
+
+    def say(self, msg: Any) -> None:
+        """Write ``msg`` as one line (control characters, newlines included, escaped) and flush."""
+        self.out.write(escape_text(str(msg)) + "\n")
+        self.out.flush()
+
+    def format_task_event(self, hostname: Any, timestamp: Any, type: str, task: str,
+                          event: dict[str, Any]) -> None:
+        """Say Celery's line for a task event: ``event`` holds the fields not named by the others.
+
+        ``task`` is ``name(uuid) args=... kwargs=...`` (or ``''``) and ``timestamp`` usually a
+        UTC datetime, as Celery's dumper passes them.
+        """
+        fields = ", ".join([f"{key}={event[key]}" for key in sorted(event)])
+        self.say(f"{hostname} [{timestamp}] {humanize_type(type)}{':' if fields else ''} "
+                 f"{task} {fields}")
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Format and write ``event`` unless the filter drops it."""
@@ -140,7 +165,17 @@ class Dumper:
                     name, label = known
         if self.filter is not None and not self.filter.matches(event, name):
             return
-        line = format_json(event) if self.json_lines else format_human(event, label)
-        self.out.write(line + "\n")
-        self.out.flush()
+        if self.json_lines:
+            self.say(format_json(event))
+        elif self._own_task_format and isinstance(type_, str) and type_.startswith("task-"):
+            self._call_own_task_format(event, label)
+        else:
+            self.say(_human_line(event, label))  # say() escapes it
         self.printed += 1
+
+    def _call_own_task_format(self, event: dict[str, Any], label: str) -> None:
+        """Take the event apart as Celery's dumper does and hand it to the overriding method."""
+        skip = _SKIP_NAMING if event["type"] in _SENDS_NAME else _SKIP_TASK
+        rest = {key: value for key, value in event.items() if key not in skip}
+        self.format_task_event(event.get("hostname"), _when(event), event["type"].lower(),
+                               label, rest)

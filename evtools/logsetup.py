@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from .errors import EvtoolsError
+from .errors import ConfigurationError, EvtoolsError
 
 __all__ = ("setup_logging", "LOG_FORMAT")
 
@@ -14,6 +14,11 @@ LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s
 
 def setup_logging(level: str | int | None = None, logfile: str | None = None) -> logging.Handler:
     """Send log records at ``level`` (default WARNING) and above to ``logfile`` or stderr."""
+    if isinstance(level, str) or level is None:
+        level = (level or "WARNING").upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ConfigurationError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING, "
+                                     "ERROR or CRITICAL")
     handler: logging.Handler
     if logfile:
         try:
@@ -27,5 +32,5 @@ def setup_logging(level: str | int | None = None, logfile: str | None = None) ->
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel((level or "WARNING").upper() if isinstance(level, str) or level is None else level)
+    root.setLevel(level)
     return handler

@@ -9,6 +9,7 @@ import time
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from operator import itemgetter
 from typing import Any
 
 from kombu import Connection, Consumer, Queue
@@ -19,6 +20,7 @@ from .config import Settings, resolve_settings
 from .control import broadcast
 from .errors import ConfigurationError, MalformedEvent
 from .event import get_exchange
+from .tz import adjust_timestamp as _adjust_timestamp
 from .tz import utcoffset
 
 __all__ = ("CLIENT_CLOCK_SKEW", "EventReceiver", "check_event", "decode_body")
@@ -27,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: Clients never synchronise their clocks: a task-sent gets the receiver's clock plus this.
 CLIENT_CLOCK_SKEW = -1
+
+#: Reads (utcoffset, timestamp) from an event, raising KeyError if either is missing.
+_TZGETTER = itemgetter("utcoffset", "timestamp")
 
 #: How long one wait for a message lasts before checking ``should_stop`` and the timeout.
 SAFETY_INTERVAL = 1.0
@@ -148,6 +153,10 @@ class EventReceiver:
         self.settings = settings
         self.accept = {JSON_CONTENT_TYPE}
         self.clock = clock if clock is not None else LamportClock()
+        # Bound once, as Celery does: every clock change goes through these two, so code that
+        # replaces them (tests with mocks, a shared clock) sees each change.
+        self.adjust_clock: Callable[[int], int] = self.clock.adjust
+        self.forward_clock: Callable[[], int] = self.clock.forward
         self.exchange = get_exchange(self._connection, name=settings.event_exchange)
         ttl = settings.event_queue_ttl if queue_ttl is None else queue_ttl
         expires = settings.event_queue_expires if queue_expires is None else queue_expires
@@ -199,27 +208,44 @@ class EventReceiver:
             handler(event)
 
     def event_from_message(self, body: dict[str, Any], localize: bool = True,
-                           now: Callable[[], float] = time.time) -> tuple[str, dict[str, Any]]:
+                           now: Callable[[], float] = time.time,
+                           tzfields: Callable[[dict[str, Any]], tuple[Any, Any]] = _TZGETTER,
+                           adjust_timestamp: Callable[[float, float], float] = _adjust_timestamp,
+                           CLIENT_CLOCK_SKEW: int = CLIENT_CLOCK_SKEW,  # noqa: N803 (Celery's name)
+                           ) -> tuple[str, dict[str, Any]]:
         """Prepare a decoded event: clock, local timestamp and ``local_received``; return (type, event).
 
-        A task-sent comes from a client whose clock is never synchronised, so it gets this
-        receiver's clock value minus one; an event without a clock gets the next value.
+        As Celery's: a task-sent comes from a client whose clock is never synchronised, so it
+        gets this receiver's clock value plus ``CLIENT_CLOCK_SKEW``; an event without a clock
+        gets the next value; clock changes go through :attr:`adjust_clock` and
+        :attr:`forward_clock`. ``tzfields(body)`` returns (utcoffset, timestamp) or raises
+        KeyError; ``adjust_timestamp(timestamp, utcoffset)`` localises. With the default
+        ``adjust_timestamp`` this host's offset is looked up at most once a minute, and a null
+        clock, utcoffset or timestamp counts as missing.
         """
         type_ = body["type"]
         if type_ == "task-sent":
             clock = body["clock"] = (self.clock.value or 1) + CLIENT_CLOCK_SKEW
-            self.clock.adjust(clock)
+            self.adjust_clock(clock)
         else:
             clock = body.get("clock")
             if clock is None:
-                body["clock"] = self.clock.forward()
+                body["clock"] = self.forward_clock()
             else:
-                self.clock.adjust(clock)
+                self.adjust_clock(clock)
         received = now()
         if localize:
-            offset, timestamp = body.get("utcoffset"), body.get("timestamp")
-            if offset is not None and timestamp is not None:
-                body["timestamp"] = timestamp - (offset - self._local_offset(received)) * 3600
+            try:
+                offset, timestamp = tzfields(body)
+            except KeyError:
+                pass
+            else:
+                if offset is not None and timestamp is not None:
+                    if adjust_timestamp is _adjust_timestamp:
+                        here = self._local_offset(received)
+                        body["timestamp"] = timestamp - (offset - here) * 3600
+                    else:
+                        body["timestamp"] = adjust_timestamp(timestamp, offset)
         body["local_received"] = received
         return type_, body
 

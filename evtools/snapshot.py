@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable
-from typing import Any
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 from kombu.utils.limits import TokenBucket
-
-import importlib
-import os
-from collections.abc import Mapping
 
 from .errors import CameraError, ConfigurationError
 from .state import State
 from .timer import Timer, TimerEntry
 
-__all__ = ("Polaroid", "Signal", "parse_rate", "load_camera", "camera_options", "evcam")
+if TYPE_CHECKING:
+    from .source import LiveSource, ReplaySource
+
+__all__ = ("Polaroid", "Signal", "parse_rate", "load_camera", "camera_options", "run_camera",
+           "evcam")
 
 logger = logging.getLogger("evtools.evcam")
 
@@ -206,14 +211,86 @@ def camera_options(camera: type[Polaroid], given: list[str] | tuple[str, ...] = 
     return options
 
 
-def evcam(camera: str | type[Polaroid], freq: float = 1.0, maxrate: str | None = None,
-          loglevel: Any = 0, logfile: str | None = None, pidfile: str | None = None,
+def run_camera(camera_cls: type[Polaroid], source: LiveSource | ReplaySource, freq: float = 1.0,
+               maxrate: str | float | None = None, timer: Any = None,
+               options: dict[str, Any] | None = None, status: Callable[[str], Any] = print,
+               camera_name: str | None = None, started: Callable[[], None] | None = None,
+               app: Any = None) -> int:
+    """Feed a State from ``source`` and photograph it with ``camera_cls`` until stopped.
+
+    On Ctrl-C or SIGTERM the capture stops, one last picture is taken and the camera closes.
+    ``timer`` and ``app``, when given, are passed to the camera.
+    """
+    from .proctitle import set_process_title
+    from .runner import run_until_stopped
+    set_process_title("cam")
+    state = State()
+    extra = {key: value for key, value in (("timer", timer), ("app", app)) if value is not None}
+    camera = camera_cls(state, freq=freq, maxrate=maxrate, **extra, **(options or {}))
+    name = camera_name or f"{camera_cls.__module__}.{camera_cls.__qualname__}"
+    status(f"-> evcam: Taking snapshots with {name} (every {freq} secs.)")
+    camera.install()
+    restore = _reopen_on_hangup(camera)
+    if started is not None:
+        started()
+    try:
+        return run_until_stopped(lambda: source.run(state.event), on_stop=source.stop)
+    finally:
+        camera.cancel()
+        camera.close()
+        stop_timer = getattr(camera.timer, "stop", None)
+        if stop_timer is not None:
+            stop_timer()
+        restore()
+
+
+def _reopen_on_hangup(camera: Polaroid) -> Callable[[], None]:
+    """On SIGHUP, reopen log files and the camera's files (logrotate); return an undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def reopen(signum: int, frame: Any) -> None:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    handler.close()
+                    handler.stream = handler._open()
+                finally:
+                    handler.release()
+        try:
+            camera.reopen()
+        except Exception:  # a camera that cannot reopen keeps running with what it has
+            logger.exception("camera could not reopen its files")
+
+    previous = signal.signal(signal.SIGHUP, reopen)
+    return lambda: signal.signal(signal.SIGHUP, previous)
+
+
+def evcam(camera: str | type[Polaroid], freq: float = 1.0, maxrate: str | float | None = None,
+          loglevel: str | int | None = 0, logfile: str | None = None, pidfile: str | None = None,
           timer: Any = None, app: Any = None, settings: Any = None, **kwargs: Any) -> int:
-    """Take pictures of the cluster with ``camera`` until stopped (Celery's ``evcam``)."""
-    from .commands import run_camera
-    from .config import resolve_settings
+    """Take pictures of the cluster with ``camera`` until stopped, as Celery's ``evcam``.
+
+    ``pidfile`` is held locked while the camera runs (:class:`~evtools.daemon.PidfileLocked`
+    if another process holds it); ``loglevel`` (default WARNING) and ``logfile`` (default
+    stderr) set up logging; ``app`` (a Celery app or its name) supplies the broker and the
+    ``event_*`` settings unless ``settings`` is given; ``timer``, ``app`` and ``kwargs`` go
+    to the camera.
+    """
+    from .config import load_app, resolve_settings
+    from .daemon import PidFile
+    from .logsetup import setup_logging
     from .source import LiveSource
-    settings = settings or resolve_settings(app=app)
     camera_cls = load_camera(camera) if isinstance(camera, str) else camera
-    return run_camera(camera_cls, LiveSource(settings, retry_startup=True), freq=freq,
-                      maxrate=maxrate, timer=timer, options=kwargs)
+    if isinstance(app, str):
+        app = load_app(app)
+    settings = settings or resolve_settings(app=app)
+    with ExitStack() as stack:
+        if pidfile:
+            stack.enter_context(PidFile(pidfile))
+        setup_logging(loglevel or None, logfile)
+        return run_camera(camera_cls, LiveSource(settings, retry_startup=True), freq=freq,
+                          maxrate=maxrate, timer=timer, options=kwargs,
+                          app=app,
+                          camera_name=camera if isinstance(camera, str) else None)

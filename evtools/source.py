@@ -192,6 +192,8 @@ class ReplaySource:
             return check_event(json.loads(line))
         except ValueError:
             error = MalformedEvent("not-json", f"line {number}")
+        except RecursionError:  # json.loads of a line nested deeper than the interpreter allows
+            error = MalformedEvent("not-json", f"line {number} is nested too deeply")
         except MalformedEvent as exc:
             error = exc
         if error.kind not in self.dropped:

@@ -113,3 +113,19 @@ def test_without_a_terminal_the_monitor_suggests_the_dump():
     assert result.exit_code == 1
     assert result.output.strip() == ("evtools: the monitor needs a terminal: use --dump to print "
                                      "events instead")
+
+
+def test_replay_survives_deeply_nested_lines_with_one_warning(tmp_path):
+    recording = tmp_path / "rec.jsonl"
+    good = [json.dumps({"type": "worker-online", "hostname": f"w{n}@h", "clock": n,
+                        "timestamp": 1.0}) for n in (1, 2, 3)]
+    recording.write_text("\n".join([
+        good[0], "[" * 100000 + "]" * 100000, good[1], '{"a":' * 50000 + "1" + "}" * 50000,
+        good[2]]) + "\n")
+    result = subprocess.run([sys.executable, "-m", "evtools", "events", "--replay", str(recording),
+                             "--speed", "0", "--dump"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["w1@h", "w2@h", "w3@h"]
+    warnings = [line for line in result.stderr.splitlines() if "skipping line" in line]
+    assert len(warnings) == 1 and "line 2" in warnings[0] and "nested too deeply" in warnings[0]
+    assert "Traceback" not in result.stderr

@@ -74,3 +74,14 @@ def test_overrides_and_invalid_combinations():
         Settings(event_queue_exclusive=True, event_queue_durable=True)
     with pytest.raises(ConfigurationError):
         Settings(event_serializer="pickle")
+
+
+def test_an_apps_none_ttl_and_expiry_mean_none_as_in_celery():
+    from celery import Celery
+    app = Celery(set_as_current=False)
+    app.conf.event_queue_ttl = None
+    app.conf.event_queue_expires = None
+    settings = resolve_settings(app=app, environ={})
+    assert (settings.event_queue_ttl, settings.event_queue_expires) == (None, None)
+    unset = resolve_settings(app=Celery(set_as_current=False), environ={})
+    assert (unset.event_queue_ttl, unset.event_queue_expires) == (5.0, 60.0)

@@ -16,9 +16,9 @@ from evtools.event import get_exchange
 class Tap:
     """Collect raw messages published to the event exchange on the memory transport."""
 
-    def __init__(self):
+    def __init__(self, exchange="celeryev"):
         self.connection = Connection("memory://")
-        self.queue = Queue(f"tap-{id(self)}", exchange=get_exchange(self.connection),
+        self.queue = Queue(f"tap-{id(self)}", exchange=get_exchange(self.connection, name=exchange),
                            routing_key="#")
         self.messages = []
         self.consumer = Consumer(self.connection.default_channel, queues=[self.queue],
@@ -150,3 +150,32 @@ def test_send_is_safe_from_several_threads():
             thread.join()
     clocks = sorted(body["clock"] for _, body, _, _ in tap.drain())
     assert clocks == list(range(1, 201))
+
+
+def test_a_celery_apps_event_settings_are_honoured_as_celery_honours_them():
+    from celery import Celery
+    app = Celery(broker="memory://", set_as_current=False)
+    app.conf.event_exchange = "appev"
+    default_tap, app_tap = Tap(), Tap(exchange="appev")
+    with app.events.Dispatcher(Connection("memory://"), hostname="h@x") as theirs:
+        theirs.send("worker-online")
+    with EventDispatcher(Connection("memory://"), hostname="h@x", app=app) as ours:
+        ours.send("worker-online")
+    assert ours.exchange.name == theirs.exchange.name == "appev"
+    assert [body["type"] for _, body, _, _ in app_tap.drain()] == ["worker-online"] * 2
+    assert default_tap.drain() == []
+
+
+def test_an_apps_serializer_other_than_json_is_one_clear_error():
+    from celery import Celery
+    app = Celery(broker="memory://", set_as_current=False)
+    app.conf.event_serializer = "pickle"
+    with pytest.raises(ConfigurationError, match="'pickle' is not supported"):
+        EventDispatcher(Connection("memory://"), app=app)
+
+
+def test_without_a_connection_the_apps_broker_is_used():
+    from celery import Celery
+    app = Celery(broker="memory://from-app", set_as_current=False)
+    dispatcher = EventDispatcher(app=app, enabled=False)
+    assert dispatcher.connection.as_uri().startswith("memory://")

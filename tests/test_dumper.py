@@ -119,3 +119,84 @@ def test_incomplete_events_still_print_one_line(event):
     line = format_human(event)
     assert "\n" not in line and line
     Dumper(out=io.StringIO()).on_event(event)
+
+
+def test_say_writes_one_flushed_line_as_celerys_does():
+    from celery.events.dumper import Dumper as CeleryDumper
+    theirs, ours = io.StringIO(), io.StringIO()
+    CeleryDumper(out=theirs).say("-> evdump: starting capture...")
+    Dumper(out=ours).say("-> evdump: starting capture...")
+    assert ours.getvalue() == theirs.getvalue() == "-> evdump: starting capture...\n"
+
+
+def test_say_never_passes_control_characters_to_the_terminal():
+    out = io.StringIO()
+    Dumper(out=out).say("w\x1b[2J\nforged line \u202e\x9b")
+    assert out.getvalue() == "w\\x1b[2J\\nforged line \\u202e\\x9b\n"
+
+
+def test_format_task_event_says_what_celerys_says():
+    from datetime import datetime, timezone
+
+    from celery.events.dumper import Dumper as CeleryDumper
+    when = datetime.fromtimestamp(1700000000.25, timezone.utc)
+    calls = [
+        ("w1@h", when, "task-succeeded", "tasks.add(u1) args=(1, 2) kwargs={}",
+         {"result": "3", "runtime": 0.5, "clock": 7}),
+        ("w1@h", when, "task-started", "", {}),
+        ("w2@h", when, "Task-Failed", "", {"exception": "KeyError('x')", "pid": 12}),
+        ("w2@h", 1.5, "task-custom-thing", "n(u) args=() kwargs={}", {"z": None, "a": [1]}),
+    ]
+    for args in calls:
+        theirs, ours = io.StringIO(), io.StringIO()
+        CeleryDumper(out=theirs).format_task_event(*args)
+        Dumper(out=ours).format_task_event(*args)
+        assert ours.getvalue() == theirs.getvalue()
+    ours = io.StringIO()
+    Dumper(out=ours).format_task_event("w\x1b", when, "task-failed", "t\n",
+                                       {"traceback": "Traceback\n  \x07"})
+    assert ours.getvalue().count("\n") == 1 and "\x1b" not in ours.getvalue()
+    assert "\x07" not in ours.getvalue()
+
+
+def test_a_subclass_overriding_format_task_event_gets_celerys_arguments():
+    from celery.events import dumper as celery_dumper
+
+    def recording(base):
+        class Recording(base):
+            def __init__(self, out):
+                super().__init__(out=out)
+                self.calls = []
+
+            def format_task_event(self, hostname, timestamp, type, task, event):
+                self.calls.append((hostname, timestamp, type, task, dict(event)))
+                super().format_task_event(hostname, timestamp, type, task, event)
+        return Recording
+
+    events = prepared_events()
+    celery_dumper.TASK_NAMES.clear()
+    theirs_out, ours_out = io.StringIO(), io.StringIO()
+    theirs, ours = recording(celery_dumper.Dumper)(theirs_out), recording(Dumper)(ours_out)
+    for event in events:
+        theirs.on_event(dict(event))
+        ours.on_event(dict(event))
+    assert len(ours.calls) > 300
+    assert ours.calls == theirs.calls
+    celery_lines, our_lines_ = theirs_out.getvalue().split("\n"), ours_out.getvalue().split("\n")
+    assert len(our_lines_) <= len(celery_lines)  # Celery's tracebacks span several lines
+    assert our_lines_[:20] == celery_lines[:20]
+
+
+def test_every_dump_line_goes_through_say():
+    said = []
+
+    class Collecting(Dumper):
+        def say(self, msg):
+            said.append(msg)
+
+    events = prepared_events()
+    dumper = Collecting(out=io.StringIO())
+    for event in events:
+        dumper.on_event(dict(event))
+    assert len(said) == len(events) == dumper.printed
+    assert dumper.out.getvalue() == ""

@@ -100,9 +100,9 @@ def test_live_source_unbinds_its_queue_when_it_stops(tmp_path, monkeypatch):
 def test_a_live_consumer_unbound_by_mistake_binds_itself_again(tmp_path):
     fsbroker.transport_options(tmp_path)
     table = bind_queue(tmp_path, "celeryev.slow")
-    with fsbroker.Lease("celeryev.slow", tmp_path, interval=0.05):
-        assert wait_for(lambda: True, timeout=0.2)
-        time.sleep(0.2)  # the lease has seen its binding
+    with fsbroker.Lease("celeryev.slow", tmp_path, interval=0.05) as lease:
+        # the lease can only restore a binding it has seen
+        assert wait_for(lambda: lease._bindings, timeout=5)
         table.write_text("[]")  # a sweeper took it for dead
         assert wait_for(lambda: [b[2] for b in json.loads(table.read_text())] == ["celeryev.slow"],
                         timeout=5)

@@ -42,6 +42,24 @@ def test_queue_options_are_configurable():
         memory_pair(queue_exclusive=True, queue_durable=True)
 
 
+def test_the_queue_for_a_celery_app_is_the_queue_celery_declares():
+    from celery import Celery
+    app = Celery(broker="memory://", set_as_current=False)
+    app.conf.update(event_queue_ttl=None, event_queue_expires=None, event_exchange="appev",
+                    event_queue_prefix="apppfx", event_queue_exclusive=False,
+                    event_queue_durable=True)
+
+    def described(queue):
+        return (queue.name, queue.exchange.name, queue.exchange.type, queue.routing_key,
+                queue.message_ttl, queue.expires, queue.exclusive, queue.durable,
+                queue.auto_delete)
+
+    theirs = app.events.Receiver(app.connection_for_read(), node_id="n1").queue
+    _, ours = memory_pair(app=app, node_id="n1")
+    assert described(ours.queue) == described(theirs)
+    assert (ours.queue.message_ttl, ours.queue.expires) == (None, None)
+
+
 def test_only_json_may_be_accepted():
     memory_pair(accept=["json"])
     with pytest.raises(ConfigurationError):
@@ -66,6 +84,52 @@ def test_clock_rules_match_celerys_receiver():
         b = ours.event_from_message(dict(body), now=lambda: 99.0)
         assert a == b
     assert ours.clock.value == theirs.clock.value
+
+
+def test_event_from_message_takes_celerys_arguments_and_gives_celerys_result():
+    from celery import Celery
+    app = Celery(broker="memory://", set_as_current=False)
+    theirs = app.events.Receiver(app.connection_for_read())
+    _, ours = memory_pair()
+    bodies = [
+        {"type": "task-sent", "clock": 9, "timestamp": 10.0, "utcoffset": 2},
+        {"type": "task-received", "clock": 12, "timestamp": 10.0, "utcoffset": 0},
+        {"type": "worker-heartbeat", "timestamp": 12.0},
+        {"type": "task-started", "clock": 3, "utcoffset": 5.0},
+        {"type": "task-succeeded", "clock": 40, "timestamp": 14.0, "utcoffset": -5.5},
+    ]
+    options = [
+        {"tzfields": lambda body: (body["utcoffset"] * 2, body["timestamp"])},
+        {"adjust_timestamp": lambda timestamp, offset: timestamp + offset * 1000},
+        {"CLIENT_CLOCK_SKEW": -7},
+        {"localize": False},
+        {},
+    ]
+    for option in options:
+        for body in bodies:
+            a = theirs.event_from_message(dict(body), now=lambda: 5.0, **option)
+            b = ours.event_from_message(dict(body), now=lambda: 5.0, **option)
+            assert a == b, option
+        assert ours.clock.value == theirs.clock.value
+
+
+def test_clock_changes_go_through_adjust_clock_and_forward_clock():
+    from unittest.mock import Mock
+    _, receiver = memory_pair()
+    receiver.adjust_clock = Mock(name="adjust_clock")
+    receiver.forward_clock = Mock(name="forward_clock", return_value=17)
+    receiver.event_from_message({"type": "task-received", "clock": 4})
+    receiver.adjust_clock.assert_called_once_with(4)
+    _, event = receiver.event_from_message({"type": "worker-heartbeat"})
+    receiver.forward_clock.assert_called_once_with()
+    assert event["clock"] == 17
+    receiver.event_from_message({"type": "task-sent", "clock": 99})
+    receiver.adjust_clock.assert_called_with(0)  # (clock value or 1) + CLIENT_CLOCK_SKEW
+    # The receiving path goes through them too.
+    receiver._on_content("application/json", b'[{"type": "worker-online", "clock": 8}, '
+                                              b'{"type": "worker-offline"}]')
+    receiver.adjust_clock.assert_called_with(8)
+    assert receiver.forward_clock.call_count == 2
 
 
 def test_task_sent_gets_the_receivers_clock_minus_one():

@@ -152,3 +152,21 @@ def test_skip_unchanged_counts_pictures_it_did_not_take():
     state.event({"type": "task-received", "uuid": "u", "hostname": "w", "clock": 1})
     camera.capture()
     assert (len(camera.shots), camera.skipped, camera.shutters) == (2, 1, 2)
+
+
+def test_evcam_refuses_an_unknown_log_level_before_touching_logging():
+    from evtools.snapshot import evcam
+    handlers = list(logging.getLogger().handlers)
+    with pytest.raises(ConfigurationError, match="unknown log level 'LOUD'"):
+        evcam(Recorder, loglevel="loud")
+    assert logging.getLogger().handlers == handlers
+
+
+def test_snapshot_does_not_import_the_command_layer():
+    import ast
+    import inspect
+
+    import evtools.snapshot
+    tree = ast.parse(inspect.getsource(evtools.snapshot))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"commands", "cli", "options"}

@@ -65,3 +65,14 @@ def test_live_source_names_an_unreachable_broker():
     with pytest.raises(BrokerError, match=r"cannot connect to amqp://guest:\*\*@127.0.0.1:1//"):
         source.run(lambda e: None)
     assert source.url == "amqp://guest:**@127.0.0.1:1//"
+
+
+def test_deeply_nested_lines_are_counted_as_malformed_and_the_rest_replayed(caplog):
+    stream = io.StringIO('{"type": "a"}\n' + "[" * 100000 + "]" * 100000 + "\n"
+                         + '{"a":' * 50000 + "1" + "}" * 50000 + '\n{"type": "b"}\n')
+    source = ReplaySource(stream, speed=0)
+    seen = []
+    source.run(seen.append)
+    assert [e["type"] for e in seen] == ["a", "b"]
+    assert source.dropped == {"not-json": 2}
+    assert len([r for r in caplog.records if "skipping line" in r.getMessage()]) == 1

@@ -231,3 +231,63 @@ def test_sighup_reopens_the_log_and_the_jsonl_file_after_logrotate(redis_url, tm
         assert all(json.loads(line) for line in (tmp_path / "s.jsonl.1").read_text().splitlines())
     finally:
         stop_daemon(pidfile)
+
+
+EVCAM_SCRIPT = """
+import sys
+from celery import Celery
+from evtools.snapshot import evcam
+from evtools.timer import Timer
+url, out, logfile, pidfile = sys.argv[1:]
+app = Celery("witness-app", broker=url, set_as_current=False)
+app.conf.event_exchange = "camev"
+sys.exit(evcam("tests.integration.cameras_for_tests.WitnessCamera", freq=0.2, loglevel="INFO",
+               logfile=logfile, pidfile=pidfile, timer=Timer(name="the-given-timer"), app=app,
+               out=out))
+"""
+
+
+def test_evcam_honours_every_argument_as_celerys_does(redis_url, tmp_path):
+    from evtools.daemon import PidfileLocked
+    from evtools.snapshot import evcam
+    out, logfile, pidfile = tmp_path / "seen.json", tmp_path / "cam.log", tmp_path / "cam.pid"
+    process = subprocess.Popen([sys.executable, "-c", EVCAM_SCRIPT, redis_url, str(out),
+                                str(logfile), str(pidfile)], env=ENV, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(process.pid),
+                        timeout=30)
+        with pytest.raises(PidfileLocked, match=f"held by pid {process.pid}"):
+            evcam("tests.integration.cameras_for_tests.WitnessCamera", pidfile=str(pidfile))
+
+        def seen():
+            publish_on(redis_url, "camev", "on-the-app-exchange")
+            publish(redis_url, "on-the-default-exchange")
+            return out.exists() and "on-the-app-exchange" in out.read_text()
+        assert wait_for(seen, timeout=30)
+        picture = json.loads(out.read_text())
+        assert picture["tasks"] == ["on-the-app-exchange"]  # app.conf.event_exchange honoured
+        assert picture["timer"] == "the-given-timer" and picture["app"] == "witness-app"
+        assert picture["freq"] == 0.2
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        assert "-> evcam: Taking snapshots with tests.integration.cameras_for_tests.WitnessCamera" \
+            " (every 0.2 secs.)" in stdout
+        assert not pidfile.exists()
+        log = logfile.read_text()
+        assert "tests.witness: picture of 1 tasks" in log
+        assert "a debug line" not in log and "Traceback" not in log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def publish_on(url, exchange, *uuids):
+    from evtools.config import Settings
+    settings = Settings(broker_url=url, event_exchange=exchange)
+    with Connection(url) as connection, \
+            EventDispatcher(connection, hostname="w1@cam", settings=settings) as out:
+        for uuid in uuids:
+            out.send("task-received", uuid=uuid, name="proj.add", args="()", kwargs="{}")

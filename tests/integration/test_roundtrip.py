@@ -123,3 +123,25 @@ def test_offline_buffer_is_flushed_once_the_broker_is_back(own_redis):
             assert wait_for(lambda: "kept" in state.tasks, timeout=20)
             capture.stop()
     assert state.tasks["kept"].name == "n"
+
+
+def test_a_celery_apps_event_settings_reach_both_ends_on_a_real_broker(broker_url):
+    from celery import Celery
+    app = Celery(broker=broker_url, set_as_current=False)
+    app.conf.update(event_exchange="appev-roundtrip", event_queue_ttl=None,
+                    event_queue_expires=None)
+    state = State()
+    with Connection(broker_url) as connection:
+        receiver = EventReceiver(connection, handlers={"*": state.event}, app=app)
+        assert (receiver.queue.message_ttl, receiver.queue.expires) == (None, None)
+        capture = Capture(receiver, wakeup=False).start()
+        with Connection(broker_url) as out, \
+                EventDispatcher(out, hostname="w1@app", app=app) as dispatcher, \
+                EventDispatcher(out, hostname="w2@default") as elsewhere:
+            lifecycle(elsewhere, "on-the-default-exchange")
+            lifecycle(dispatcher, "on-the-app-exchange")
+            assert wait_for(lambda: "on-the-app-exchange" in state.tasks and
+                            state.tasks["on-the-app-exchange"].state == "SUCCESS", timeout=20)
+        capture.stop()
+    assert not capture.errors
+    assert list(state.tasks) == ["on-the-app-exchange"]
