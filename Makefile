@@ -25,7 +25,7 @@ RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test bench man completions install clean demo soak
+.PHONY: help venv system-deps test fuzz bench man completions install clean demo soak
 
 help: ## list the targets
 	@echo "Targets:"
@@ -77,6 +77,11 @@ demo: venv ## watch a simulated Celery cluster on the embedded broker (no server
 
 test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
 	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The differential test of the State against Celery's with random (not the fixed) examples.
+FUZZ_EXAMPLES ?= 2000
+fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences (make test runs a fixed 60)
+	EVTOOLS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_state_differential.py
 
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(BENCH_VENV)

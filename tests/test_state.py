@@ -493,3 +493,11 @@ def test_user_code_may_assign_a_plain_dict_of_tasks():
         run_lifecycle(state, f"new{n}", start=100 + 10 * n)
     assert len(state.tasks) == 3
     assert "old" not in {t.uuid for t in state.tasks_by_type["proj.add"]}
+
+
+def test_a_clock_zero_entry_sorts_first_oldest_first():
+    """CLOCK_ZERO in docs/compatibility.md: the generator of the differential test leaves it out."""
+    state = State()
+    state.event(task_event("received", "a", 5))
+    state.event(task_event("sent", "b", 0, hostname="client@h", timestamp=NOW + 100))
+    assert [u for u, _ in state.tasks_by_time(reverse=False)] == ["b", "a"]
