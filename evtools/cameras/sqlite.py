@@ -117,9 +117,8 @@ class SQLiteCamera(Polaroid):
         """Upsert the workers and the tasks that changed since the last successful picture."""
         now = time.time()
         generation = state.generation
-        workers = [worker_row(w, now) for w in state.workers_changed_since(self._generation)]
-        workers += [worker_row(w, now) for w in state.workers.data.values()
-                    if w._generation <= self._generation]  # liveness changes with time alone
+        # Every worker, changed or not: its liveness changes with time alone.
+        workers = [worker_row(w, now) for w in state.workers.values()]
         tasks = [task_row(t) for t in state.tasks_changed_since(self._generation)]
         with self._transaction():
             self.db.executemany(UPSERT_WORKER, [

@@ -134,56 +134,62 @@ def _row(task: Task) -> TaskRow:
 
 def build_frame(state: State, offset: int, height: int, task_filter: TaskFilter) -> Frame:
     """Copy the rows ``offset .. offset+height`` of the (filtered) newest-first task list."""
-    with state._mutex:
-        more = False
-        if task_filter:
-            # Count past the visible rows only so far: a frame must not scan 100,000 tasks.
-            rows, total, enough = [], 0, offset + height + COUNT_AHEAD
-            keeps = task_filter.keeps
-            for _, task in state.tasks_by_time():
-                if not keeps(task):
-                    continue
-                if offset <= total < offset + height:
-                    rows.append(_row(task))
-                total += 1
-                if total >= enough:
-                    more = True
-                    break
-        else:
-            total = len(state.tasks)
-            offset = max(0, min(offset, max(total - 1, 0)))
-            rows = [_row(task) for _, task in islice(state.tasks_by_time(), offset, offset + height)]
-        workers = list(state.workers.data.values())
-        alive = sorted(w.hostname for w in workers if w.alive)
-        dropped = sum(state.dropped.values())
-        return Frame(rows=rows, offset=offset, total=total, event_count=state.event_count,
-                     task_count=state.task_count, workers_alive=alive,
-                     workers_total=len(workers), dropped=dropped, extra={"more": more})
+    return state.freeze_while(_build_frame, state, offset, height, task_filter)
+
+
+def _build_frame(state: State, offset: int, height: int, task_filter: TaskFilter) -> Frame:
+    more = False
+    if task_filter:
+        # Count past the visible rows only so far: a frame must not scan 100,000 tasks.
+        rows, total, enough = [], 0, offset + height + COUNT_AHEAD
+        keeps = task_filter.keeps
+        for _, task in state.tasks_by_time():
+            if not keeps(task):
+                continue
+            if offset <= total < offset + height:
+                rows.append(_row(task))
+            total += 1
+            if total >= enough:
+                more = True
+                break
+    else:
+        total = len(state.tasks)
+        offset = max(0, min(offset, max(total - 1, 0)))
+        rows = [_row(task) for _, task in islice(state.tasks_by_time(), offset, offset + height)]
+    workers = list(state.workers.data.values())
+    alive = sorted(w.hostname for w in workers if w.alive)
+    dropped = sum(state.dropped.values())
+    return Frame(rows=rows, offset=offset, total=total, event_count=state.event_count,
+                 task_count=state.task_count, workers_alive=alive,
+                 workers_total=len(workers), dropped=dropped, extra={"more": more})
 
 
 def task_details(state: State, uuid: str, what: str) -> list[str]:
     """Return the lines of the info, traceback or result view of a task."""
-    with state._mutex:
-        task = state.tasks.data.get(uuid)
-        if task is None:
-            return [f"task {uuid} is no longer in the state"]
-        if what == "traceback":
-            return str(task.traceback or "(no traceback)").splitlines() or [""]
-        if what == "result":
-            return str(task.result if task.result is not None else "(no result)").splitlines() or [""]
-        lines = [f"uuid: {task.uuid}", f"name: {task.name}", f"state: {task.state}",
-                 f"worker: {task.worker.hostname if task.worker is not None else task.client}"]
-        for key in ("sent", "received", "started", "succeeded", "failed", "retried", "revoked"):
-            value = getattr(task, key, None)
-            if value:
-                lines.append(f"{key}: {_when(value)}")
-        for key, value in task.info().items():
-            lines.extend(f"{key}: {line}" if n == 0 else f"    {line}"
-                         for n, line in enumerate(str(value).splitlines() or [""]))
-        children = [child.uuid for child in task.children]
-        if children:
-            lines.append(f"children: {', '.join(children)}")
-        return lines
+    return state.freeze_while(_task_details, state, uuid, what)
+
+
+def _task_details(state: State, uuid: str, what: str) -> list[str]:
+    task = state.tasks.data.get(uuid)
+    if task is None:
+        return [f"task {uuid} is no longer in the state"]
+    if what == "traceback":
+        return str(task.traceback or "(no traceback)").splitlines() or [""]
+    if what == "result":
+        return str(task.result if task.result is not None else "(no result)").splitlines() or [""]
+    lines = [f"uuid: {task.uuid}", f"name: {task.name}", f"state: {task.state}",
+             f"worker: {task.worker.hostname if task.worker is not None else task.client}"]
+    for key in ("sent", "received", "started", "succeeded", "failed", "retried", "revoked"):
+        value = getattr(task, key, None)
+        if value:
+            lines.append(f"{key}: {_when(value)}")
+    for key, value in task.info().items():
+        lines.extend(f"{key}: {line}" if n == 0 else f"    {line}"
+                     for n, line in enumerate(str(value).splitlines() or [""]))
+    children = [child.uuid for child in task.children]
+    if children:
+        lines.append(f"children: {', '.join(children)}")
+    return lines
 
 
 def _status(worker: Worker, now: float) -> tuple[str, float | None]:
@@ -199,16 +205,19 @@ def _status(worker: Worker, now: float) -> tuple[str, float | None]:
 def worker_rows(state: State, now: float | None = None) -> list[WorkerRow]:
     """Return the workers view: status from heartbeat age, load, software, clock skew."""
     now = time.time() if now is None else now
+    return state.freeze_while(_worker_rows, state, now)
+
+
+def _worker_rows(state: State, now: float) -> list[WorkerRow]:
     rows = []
-    with state._mutex:
-        for worker in sorted(state.workers.data.values(), key=lambda w: str(w.hostname)):
-            status, age = _status(worker, now)
-            skew = None
-            if isinstance(worker.local_received, (int, float)) and \
-                    isinstance(worker.timestamp, (int, float)):
-                skew = worker.local_received - worker.timestamp
-            software = " ".join(str(x) for x in (worker.sw_ident, worker.sw_ver) if x)
-            rows.append(WorkerRow(str(worker.hostname), status, age, worker.active,
-                                  worker.processed, worker.loadavg, software, skew,
-                                  skew is not None and abs(skew) > HEARTBEAT_DRIFT_MAX))
+    for worker in sorted(state.workers.data.values(), key=lambda w: str(w.hostname)):
+        status, age = _status(worker, now)
+        skew = None
+        if isinstance(worker.local_received, (int, float)) and \
+                isinstance(worker.timestamp, (int, float)):
+            skew = worker.local_received - worker.timestamp
+        software = " ".join(str(x) for x in (worker.sw_ident, worker.sw_ver) if x)
+        rows.append(WorkerRow(str(worker.hostname), status, age, worker.active,
+                              worker.processed, worker.loadavg, software, skew,
+                              skew is not None and abs(skew) > HEARTBEAT_DRIFT_MAX))
     return rows
