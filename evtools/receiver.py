@@ -14,7 +14,6 @@ from typing import Any
 from kombu import Connection, Consumer, Queue
 from kombu.clocks import LamportClock
 
-from .amqptransport import buffered_delivery_taker
 from .config import Settings, resolve_settings
 from .control import broadcast
 from .errors import ConfigurationError, MalformedEvent
@@ -310,6 +309,8 @@ class EventReceiver:
 
     def _drain(self, connection: Connection, limit: int | None,
                timeout: float | None) -> Iterator[None]:
+        from .transport import buffered_delivery_taker
+
         # A delivery already read ahead needs no trip through kombu's drain_events.
         take_buffered = buffered_delivery_taker(connection)
         idle = 0.0

@@ -19,12 +19,12 @@ from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
 
-from evtools import redistransport
+from evtools.transport import redis as redistransport
 from evtools.broker import connection_for
 from evtools.config import Settings
 from evtools.dispatcher import EventDispatcher
 from evtools.receiver import EventReceiver
-from evtools.redistransport import (
+from evtools.transport.redis import (
     Incomplete,
     NotAMessage,
     decode_envelope,

@@ -157,7 +157,8 @@ def _socket_buffer(connection: Any) -> SocketBuffer | None:
 
 def readable_directly(connection: Any) -> bool:
     """True when this channel can read the subscriber socket beside redis-py's buffer."""
-    if connection is None or connection._sock is None or _socket_buffer(connection) is None:
+    if connection is None or getattr(connection, "_sock", None) is None \
+            or _socket_buffer(connection) is None:
         return False
     return not isinstance(connection._sock, ssl.SSLSocket)  # TLS buffers inside the SSL object
 
