@@ -117,7 +117,8 @@ def _subscribe_now(connection: Connection, channel: Any) -> None:
 class EventReceiver:
     """Capture events from the event exchange, as ``celery.events.EventReceiver`` does.
 
-    ``channel`` is a :class:`kombu.Connection` (or a channel of one). ``handlers`` maps an
+    ``channel`` is a :class:`kombu.Connection` (or a channel of one), or a broker URL, which
+    gets the connection :func:`evtools.connect` makes. ``handlers`` maps an
     event type to a callable taking the event dict; ``'*'`` catches the types that have
     no handler of their own. Only JSON messages are accepted; anything else, and any
     message that is not a valid event, is dropped, counted in :attr:`dropped` by kind and
@@ -135,6 +136,10 @@ class EventReceiver:
             settings = resolve_settings(app=app, environ={}) if app is not None else Settings()
         if accept is not None and set(accept) - {"json", JSON_CONTENT_TYPE}:
             raise ConfigurationError("evtools accepts JSON events only (accept must be ['json'])")
+        if isinstance(channel, str):
+            from .transport import connect
+
+            channel = connect(channel)
         if isinstance(channel, Connection):
             self._connection, self._channel = channel, None
         else:

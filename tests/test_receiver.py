@@ -9,8 +9,10 @@ import time
 import pytest
 from kombu import Connection, Producer
 
+import evtools
 from evtools.dispatcher import EventDispatcher
 from evtools.errors import ConfigurationError, MalformedEvent
+from evtools.event import get_exchange
 from evtools.receiver import EventReceiver, check_event, decode_body
 from evtools.state import State
 from evtools.tz import utcoffset
@@ -48,6 +50,7 @@ def test_only_json_may_be_accepted():
         memory_pair(accept=["json", "pickle"])
 
 
+@pytest.mark.celery
 def test_clock_rules_match_celerys_receiver():
     from celery import Celery
     app = Celery(broker="memory://", set_as_current=False)
@@ -226,3 +229,20 @@ def test_run_reraises_a_handlers_own_oserror_instead_of_reconnecting():
         with pytest.raises(BrokenPipeError):
             receiver.run(wakeup=False, on_connection_lost=lost.append)
     assert lost == []
+
+
+def publish_heartbeats(url, count):
+    with Connection(url) as out:
+        producer = Producer(out.default_channel, exchange=get_exchange(out))  # fanout on Redis
+        for clock in range(count):
+            producer.publish({"type": "worker-heartbeat", "clock": clock},
+                             routing_key="worker.heartbeat", serializer="json")
+
+
+def test_a_receiver_takes_a_broker_url_and_connects_as_the_cli_does(amqp_url):
+    events = []
+    receiver = EventReceiver(amqp_url, handlers={"*": events.append})
+    receiver.on_ready = lambda: publish_heartbeats(amqp_url, 3)
+    receiver.capture(limit=3, timeout=10, wakeup=False)
+    assert [event["clock"] for event in events] == [0, 1, 2]
+    assert receiver.connection.transport_cls is evtools.connect(amqp_url).transport_cls
