@@ -239,6 +239,27 @@ def publish_heartbeats(url, count):
                              routing_key="worker.heartbeat", serializer="json")
 
 
+@pytest.mark.parametrize("connect", [evtools.connect, Connection], ids=["evtools", "kombu"])
+def test_limit_and_should_stop_count_messages_on_every_broker(broker_url, connect):
+    """On Redis a transport hands over a whole socket read at once: still one message per yield."""
+    seen = []
+
+    def stop_at_five(event):
+        seen.append(event["clock"])
+        if event["clock"] == 4:
+            receiver.should_stop = True
+
+    results = []
+    for options, handlers in (({"limit": 3}, None), ({}, {"*": stop_at_five})):
+        with connect(broker_url) as connection:
+            receiver = EventReceiver(connection, handlers=handlers)
+            receiver.on_ready = lambda: publish_heartbeats(broker_url, 50)  # all before a read
+            results.append([receiver.event_count for _ in
+                            receiver.itercapture(timeout=10, wakeup=False, **options)])
+    assert results == [[1, 2, 3], [1, 2, 3, 4, 5]]
+    assert seen == [0, 1, 2, 3, 4]
+
+
 def test_a_receiver_takes_a_broker_url_and_connects_as_the_cli_does(amqp_url):
     events = []
     receiver = EventReceiver(amqp_url, handlers={"*": events.append})
