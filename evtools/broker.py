@@ -36,14 +36,15 @@ def check_url(url: str) -> str:
         raise BrokerError(f"malformed broker URL {shown!r}: expected transport://[user:password@]"
                           "host[:port]/[vhost], e.g. redis://localhost:6379/0")
     scheme = scheme.split("+", 1)[0].lower()
+    # before kombu imports its redis transport, which fails without the client
+    if scheme in transport.REDIS_SCHEMES and importlib.util.find_spec("redis") is None:
+        raise BrokerError("the redis transport needs the redis client: "
+                          "pip install 'evtools[redis]'")
     try:
         resolve_transport(scheme)
     except KeyError:
         raise BrokerError(f"unknown broker transport {scheme!r} in {shown!r} (try amqp://, "
                           "redis://, filesystem:// or memory://)") from None
-    if scheme in transport.REDIS_SCHEMES and importlib.util.find_spec("redis") is None:
-        raise BrokerError("the redis transport needs the redis client: "
-                          "pip install 'evtools[redis]'")
     try:
         Connection(url).port  # noqa: B018 - parsing the URL is the check
     except ValueError as exc:
