@@ -5,6 +5,15 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
+# The broker tests again, on the oldest dependency versions pyproject.toml admits
+# (tests/oldest-versions.txt): the read-ahead transports' probe and fallback on an old stack.
+# Tests that need Celery or evtools' read-ahead Redis transport (kombu>=5.7) are not collected.
+OLDEST_VENV  := .venv-oldest
+OLDEST_PY    := $(OLDEST_VENV)/bin/python
+OLDEST_TESTS := tests/test_transport_amqp.py tests/test_transport_redis.py tests/test_receiver.py \
+                tests/test_transport_fallback.py tests/test_imports.py
+OLDEST_ARGS  ?= -m "not celery and not fast_redis"
+
 # The benchmark's own venv: evtools (editable) next to the Celery it is compared with.
 BENCH_VENV  := .bench-venv
 BENCH_PY    := $(BENCH_VENV)/bin/python
@@ -25,7 +34,7 @@ RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test fuzz bench man completions install clean demo soak
+.PHONY: help venv venv-oldest system-deps test fuzz bench man completions install clean demo soak
 
 help: ## list the targets
 	@echo "Targets:"
@@ -37,6 +46,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test,redis]'
+	touch $@
+
+venv-oldest: $(OLDEST_VENV)/.installed ## create .venv-oldest: evtools[redis] on the oldest versions it admits
+
+$(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt
+	$(PYTHON3) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/pip install -q -c tests/oldest-versions.txt -e '.[redis]' pytest pytest-timeout
 	touch $@
 
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
@@ -75,8 +92,13 @@ demo: venv ## watch a simulated Celery cluster on the embedded broker (no server
 	    $(PY) -m evtools events -b filesystem:// --dump; \
 	fi
 
-test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
-	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)
+# One pair of brokers for both legs: the suite on today's versions, then the broker tests on
+# the oldest ones (a couple of minutes).
+test: system-deps venv venv-oldest ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...), then the broker tests on the oldest versions (OLDEST_ARGS=...)
+	$(PY) -m tests.servers run -- sh -c '$(PY) -m pytest $(PYTEST_ARGS) \
+	    && echo "== the broker tests on the oldest supported versions ($(OLDEST_VENV)) ==" \
+	    && $(OLDEST_PY) -m pytest $(OLDEST_ARGS) $(OLDEST_TESTS)'
+
 
 # The differential test of the State against Celery's with random (not the fixed) examples.
 FUZZ_EXAMPLES ?= 2000
@@ -115,5 +137,5 @@ soak: system-deps venv ## soak run: 10k events/s for 10 minutes into the monitor
 	$(PY) -m bench.soak --seconds $${SOAK_SECONDS:-600} --rate $${SOAK_RATE:-10000}
 
 clean: ## remove .venv, build output and caches
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .servers
+	rm -rf $(VENV) $(OLDEST_VENV) build dist *.egg-info .pytest_cache .hypothesis .servers
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -51,7 +51,7 @@ def new_receiver(impl: str, url: str, handler: Handler, node_id: str) -> Any:
     Both use the queue the benchmark declares (no message TTL, not exclusive); the result has
     ``capture(limit, timeout, wakeup)`` and a ``should_stop`` flag. Each connects as its own
     tools do: Celery with ``app.connection_for_read()``, evtools with
-    ``evtools.broker.connection_for`` (its buffered AMQP transport).
+    ``evtools.broker.connection_for`` (its read-ahead transports, after their probe).
     """
     _check(impl)
     if impl == "celery":

@@ -9,17 +9,11 @@ from typing import Any
 from kombu import Connection
 from kombu.transport import resolve_transport
 
-from . import amqptransport, fsbroker, fstransport
+from . import transport
 from .config import Settings
 from .errors import BrokerError
 
 __all__ = ("check_url", "connect", "connection_for", "mask_passwords", "safe_url")
-
-#: Plain (not TLS) AMQP URLs, read through the buffered transport.
-AMQP_SCHEMES = frozenset({"amqp", "pyamqp"})
-
-#: Transports that need the ``redis`` client package.
-REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
@@ -42,14 +36,15 @@ def check_url(url: str) -> str:
         raise BrokerError(f"malformed broker URL {shown!r}: expected transport://[user:password@]"
                           "host[:port]/[vhost], e.g. redis://localhost:6379/0")
     scheme = scheme.split("+", 1)[0].lower()
+    # before kombu imports its redis transport, which fails without the client
+    if scheme in transport.REDIS_SCHEMES and importlib.util.find_spec("redis") is None:
+        raise BrokerError("the redis transport needs the redis client: "
+                          "pip install 'evtools[redis]'")
     try:
         resolve_transport(scheme)
     except KeyError:
         raise BrokerError(f"unknown broker transport {scheme!r} in {shown!r} (try amqp://, "
                           "redis://, filesystem:// or memory://)") from None
-    if scheme in REDIS_SCHEMES and importlib.util.find_spec("redis") is None:
-        raise BrokerError("the redis transport needs the redis client: "
-                          "pip install 'evtools[redis]'")
     try:
         Connection(url).port  # noqa: B018 - parsing the URL is the check
     except ValueError as exc:
@@ -58,21 +53,14 @@ def check_url(url: str) -> str:
 
 
 def connection_for(settings: Settings, **options: Any) -> Connection:
-    """Return a (not yet connected) connection to the broker ``settings`` name."""
-    scheme = check_url(settings.broker_url)
-    transport_options = dict(settings.broker_transport_options)
-    if scheme == "filesystem":
-        transport_options = {**fsbroker.transport_options(), **transport_options}
-        options.setdefault("transport", fstransport.Transport)
-    elif scheme in AMQP_SCHEMES:
-        options.setdefault("transport", amqptransport.Transport)
-    elif scheme == "redis":
-        # imported here: it needs the optional redis client, which check_url found
-        from . import redistransport
+    """Return a (not yet connected) connection to the broker ``settings`` name.
 
-        options.setdefault("transport", redistransport.Transport)
+    On evtools' read-ahead transport where its probe allows it (see :mod:`evtools.transport`).
+    """
+    check_url(settings.broker_url)
     try:
-        return Connection(settings.broker_url, transport_options=transport_options, **options)
+        return transport.connect(settings.broker_url,
+                                 transport_options=settings.broker_transport_options, **options)
     except (ImportError, ValueError, KeyError) as exc:
         raise BrokerError(f"cannot use broker {safe_url(settings.broker_url)!r}: {exc}") from None
 

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 import uuid as uuidlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 from kombu import Connection, Consumer, Queue
 from kombu.clocks import LamportClock
 
-from .amqptransport import buffered_delivery_taker
 from .config import Settings, resolve_settings
 from .control import broadcast
 from .errors import ConfigurationError, MalformedEvent
@@ -39,6 +38,11 @@ SAFETY_INTERVAL = 1.0
 #: While messages keep coming, the clock is read every this many messages to see whether
 #: connection heartbeats are due (checked at most once per ``SAFETY_INTERVAL``).
 HEARTBEAT_CHECK_EVERY = 256
+
+#: Messages a transport hands over in one go are handled one by one, between yields; beyond
+#: this many waiting (kombu's own Redis transport reads for as long as the socket has data),
+#: they are handled as they arrive, so that memory stays bounded under a flood.
+MAX_PENDING = 10_000
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -123,7 +127,8 @@ def _subscribe_now(connection: Connection, channel: Any) -> None:
 class EventReceiver:
     """Capture events from the event exchange, as ``celery.events.EventReceiver`` does.
 
-    ``channel`` is a :class:`kombu.Connection` (or a channel of one). ``handlers`` maps an
+    ``channel`` is a :class:`kombu.Connection` (or a channel of one), or a broker URL, which
+    gets the connection :func:`evtools.connect` makes. ``handlers`` maps an
     event type to a callable taking the event dict; ``'*'`` catches the types that have
     no handler of their own. Only JSON messages are accepted; anything else, and any
     message that is not a valid event, is dropped, counted in :attr:`dropped` by kind and
@@ -141,6 +146,10 @@ class EventReceiver:
             settings = resolve_settings(app=app, environ={}) if app is not None else Settings()
         if accept is not None and set(accept) - {"json", JSON_CONTENT_TYPE}:
             raise ConfigurationError("evtools accepts JSON events only (accept must be ['json'])")
+        if isinstance(channel, str):
+            from .transport import connect
+
+            channel = connect(channel)
         if isinstance(channel, Connection):
             self._connection, self._channel = channel, None
         else:
@@ -175,6 +184,10 @@ class EventReceiver:
         #: Time of the last message received (``time.time()``), or None.
         self.last_message_at: float | None = None
         self.should_stop = False
+        #: (content type, body) of messages received and not handled yet.
+        self._pending: deque[tuple[Any, Any]] = deque()
+        #: Messages handled so far (``limit`` counts these).
+        self._handled = 0
         #: Called each time the consumer is ready (queue bound), before the first wait.
         self.on_ready = on_ready
         self._handler_errors_apart = False
@@ -284,7 +297,19 @@ class EventReceiver:
         self._on_content(message.content_type, message.body)
 
     def _on_content(self, content_type: str | None, body: bytes | str) -> None:
-        """Handle one message, given its content type and body (the fast AMQP path calls this)."""
+        """Take one message, given its content type and body (the read-ahead transports call this).
+
+        The capture loop handles it: a transport may hand over a whole socket read at once,
+        and ``limit`` and :attr:`should_stop` apply to each message.
+        """
+        pending = self._pending
+        pending.append((content_type, body))
+        if len(pending) > MAX_PENDING and not self.should_stop:
+            self._handle_content(*pending.popleft())
+
+    def _handle_content(self, content_type: str | None, body: bytes | str) -> None:
+        """Handle one message: decode, check, and hand its events to the handlers."""
+        self._handled += 1
         self.last_message_at = time.time()
         try:
             body = decode_body(content_type, body)
@@ -336,35 +361,42 @@ class EventReceiver:
 
     def _drain(self, connection: Connection, limit: int | None,
                timeout: float | None) -> Iterator[None]:
+        from .transport import buffered_delivery_taker
+
         # A delivery already read ahead needs no trip through kombu's drain_events.
         take_buffered = buffered_delivery_taker(connection)
+        pending = self._pending
         idle = 0.0
-        received = 0
+        stop_at = self._handled + limit if limit else None
         next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
         while not self.should_stop:
-            wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
-            try:
-                if not take_buffered():
-                    connection.drain_events(timeout=wait)
-            except TimeoutError:
-                connection.heartbeat_check()
-                idle += wait
-                if timeout and idle >= timeout:
+            if not pending:
+                wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
+                try:
+                    if not take_buffered():
+                        connection.drain_events(timeout=wait)
+                except TimeoutError:
+                    connection.heartbeat_check()
+                    idle += wait
+                    if timeout and idle >= timeout:
+                        raise
+                    continue
+                except OSError:
+                    if self.should_stop:
+                        return
                     raise
-                continue
-            except OSError:
-                if self.should_stop:
-                    return
-                raise
-            idle = 0.0
-            received += 1
-            if not received % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check:
+                idle = 0.0
+                if not pending:  # a frame or reply that was no message for this receiver
+                    continue
+            self._handle_content(*pending.popleft())
+            handled = self._handled
+            if not handled % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check:
                 # Busy for a while: never idle, so the check above never ran, and a broker
                 # that expects our heartbeats would take the connection for dead.
                 next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
                 connection.heartbeat_check()
             yield None
-            if limit and received >= limit:
+            if stop_at is not None and handled >= stop_at:
                 return
 
     def capture(self, limit: int | None = None, timeout: float | None = None,

@@ -9,8 +9,10 @@ import time
 import pytest
 from kombu import Connection, Producer
 
+import evtools
 from evtools.dispatcher import EventDispatcher
 from evtools.errors import ConfigurationError, MalformedEvent
+from evtools.event import get_exchange
 from evtools.receiver import EventReceiver, check_event, decode_body
 from evtools.state import State
 from evtools.tz import utcoffset
@@ -66,6 +68,7 @@ def test_only_json_may_be_accepted():
         memory_pair(accept=["json", "pickle"])
 
 
+@pytest.mark.celery
 def test_clock_rules_match_celerys_receiver():
     from celery import Celery
     app = Celery(broker="memory://", set_as_current=False)
@@ -291,3 +294,41 @@ def test_run_reraises_a_handlers_own_oserror_instead_of_reconnecting():
         with pytest.raises(BrokenPipeError):
             receiver.run(wakeup=False, on_connection_lost=lost.append)
     assert lost == []
+
+
+def publish_heartbeats(url, count):
+    with Connection(url) as out:
+        producer = Producer(out.default_channel, exchange=get_exchange(out))  # fanout on Redis
+        for clock in range(count):
+            producer.publish({"type": "worker-heartbeat", "clock": clock},
+                             routing_key="worker.heartbeat", serializer="json")
+
+
+@pytest.mark.parametrize("connect", [evtools.connect, Connection], ids=["evtools", "kombu"])
+def test_limit_and_should_stop_count_messages_on_every_broker(broker_url, connect):
+    """On Redis a transport hands over a whole socket read at once: still one message per yield."""
+    seen = []
+
+    def stop_at_five(event):
+        seen.append(event["clock"])
+        if event["clock"] == 4:
+            receiver.should_stop = True
+
+    results = []
+    for options, handlers in (({"limit": 3}, None), ({}, {"*": stop_at_five})):
+        with connect(broker_url) as connection:
+            receiver = EventReceiver(connection, handlers=handlers)
+            receiver.on_ready = lambda: publish_heartbeats(broker_url, 50)  # all before a read
+            results.append([receiver.event_count for _ in
+                            receiver.itercapture(timeout=10, wakeup=False, **options)])
+    assert results == [[1, 2, 3], [1, 2, 3, 4, 5]]
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_a_receiver_takes_a_broker_url_and_connects_as_the_cli_does(amqp_url):
+    events = []
+    receiver = EventReceiver(amqp_url, handlers={"*": events.append})
+    receiver.on_ready = lambda: publish_heartbeats(amqp_url, 3)
+    receiver.capture(limit=3, timeout=10, wakeup=False)
+    assert [event["clock"] for event in events] == [0, 1, 2]
+    assert receiver.connection.transport_cls is evtools.connect(amqp_url).transport_cls

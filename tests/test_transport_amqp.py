@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from evtools.amqptransport import BufferedTCPTransport
+from evtools.transport.amqp import BufferedTCPTransport
 from tests.helpers import wait_for
 
 
@@ -75,7 +75,7 @@ def deliver_frames(channel=1, body=b'{"type": "x"}', consumer_tag="ctag", delive
 
 
 def test_a_whole_delivery_is_found_with_its_three_payloads():
-    from evtools.amqptransport import find_delivery
+    from evtools.transport.amqp import find_delivery
     method, header, body = deliver_frames(channel=3)
     stream = b"junk" + method + header + body + frame(8, 0, b"")
     found = find_delivery(stream, 4)
@@ -87,7 +87,7 @@ def test_a_whole_delivery_is_found_with_its_three_payloads():
 
 
 def test_anything_but_a_whole_single_frame_delivery_is_left_to_py_amqp():
-    from evtools.amqptransport import find_delivery
+    from evtools.transport.amqp import find_delivery
     method, header, body = deliver_frames()
     whole = method + header + body
     heartbeat = frame(8, 0, b"")
@@ -112,7 +112,7 @@ def test_anything_but_a_whole_single_frame_delivery_is_left_to_py_amqp():
 
 
 def test_a_channel_counts_as_halfway_through_a_message_until_py_amqp_has_handled_it():
-    from evtools.amqptransport import _tracking_frame_handler
+    from evtools.transport.amqp import _tracking_frame_handler
 
     class Connection:
         bytes_recv = 0
@@ -134,7 +134,7 @@ def test_a_channel_counts_as_halfway_through_a_message_until_py_amqp_has_handled
 def test_deliver_arguments_are_decoded_as_py_amqp_decodes_them():
     from amqp.serialization import dumps, loads
 
-    from evtools.amqptransport import deliver_arguments
+    from evtools.transport.amqp import deliver_arguments
     for values in [("ctag", 1, False, "celeryev", "task.sent"),
                    ("amq.ctag-é✓", 2 ** 63, True, "", "worker.\udcff")]:
         payload = struct.pack(">HH", 60, 60) + dumps("sLbss", values)
@@ -154,7 +154,7 @@ def our_connection(url, **options):
     """A connection on evtools' transport."""
     from kombu import Connection
 
-    from evtools import amqptransport
+    from evtools.transport import amqp as amqptransport
     return Connection(url, transport=amqptransport.Transport, **options)
 
 
@@ -247,7 +247,7 @@ def kombu_view(message):
 def test_other_consumers_get_the_same_kombu_messages_as_from_py_amqp(amqp_url, monkeypatch):
     from kombu import Connection, Consumer, Exchange, Queue
 
-    from evtools.amqptransport import BufferedChannel
+    from evtools.transport.amqp import BufferedChannel
     taken = []
     amqp_delivery = BufferedChannel._amqp_delivery
     monkeypatch.setattr(BufferedChannel, "_amqp_delivery",

@@ -53,6 +53,10 @@ MESSAGE_HEADS = (
 )
 _LONGEST_HEAD = max(len(head) for head, _ in MESSAGE_HEADS)
 
+#: A call of the channel's ``_receive`` stops reading the socket once it has delivered this
+#: many messages, so that a flood that never pauses still lets the consumer run and stop.
+MAX_BATCH = 4096
+
 #: Without ``MSG_DONTWAIT`` (not on every platform) a read is made non-blocking by a timeout of 0.
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
@@ -157,7 +161,8 @@ def _socket_buffer(connection: Any) -> SocketBuffer | None:
 
 def readable_directly(connection: Any) -> bool:
     """True when this channel can read the subscriber socket beside redis-py's buffer."""
-    if connection is None or connection._sock is None or _socket_buffer(connection) is None:
+    if connection is None or getattr(connection, "_sock", None) is None \
+            or _socket_buffer(connection) is None:
         return False
     return not isinstance(connection._sock, ssl.SSLSocket)  # TLS buffers inside the SSL object
 
@@ -281,6 +286,8 @@ class Channel(kombu_redis.Channel):
                 needed, count = self._deliver_messages(inbox, client)
                 delivered += count
                 if needed is not None:
+                    if delivered >= MAX_BATCH:  # what is left in the socket wakes the poller again
+                        break
                     more = read_available(connection._sock, needed)
                     if more is None:  # the rest has not arrived: the poller calls again when it has
                         break

@@ -43,7 +43,6 @@ __all__ = (
     "BufferedConnection",
     "BufferedTCPTransport",
     "Transport",
-    "buffered_delivery_taker",
     "deliver_arguments",
     "deliver_plain_messages",
     "find_delivery",
@@ -371,16 +370,6 @@ class BufferedConnection(pyamqp.Connection):
         self.bytes_recv += 3  # one per frame, as py-amqp counts them for heartbeats
         hand_on()
         return True
-
-
-def buffered_delivery_taker(connection: Any) -> Callable[[], bool]:
-    """For a kombu connection: a function that hands on one delivery already whole in the read
-    buffer and returns True, or returns False at once (nothing buffered, or not our transport).
-    """
-    amqp_connection = connection.connection
-    if isinstance(amqp_connection, BufferedConnection):
-        return amqp_connection.take_buffered_delivery
-    return lambda: False
 
 
 def deliver_plain_messages(channel: Any, start_consuming: Callable[[], Any],
