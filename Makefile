@@ -10,8 +10,7 @@ PYTEST_ARGS ?=
 # Tests that need Celery or evtools' read-ahead Redis transport (kombu>=5.7) are not collected.
 OLDEST_VENV  := .venv-oldest
 OLDEST_PY    := $(OLDEST_VENV)/bin/python
-OLDEST_TESTS := tests/test_transport_amqp.py tests/test_transport_redis.py tests/test_receiver.py \
-                tests/test_transport_fallback.py tests/test_imports.py
+OLDEST_TESTS := tests/transport tests/test_receiver.py tests/test_imports.py
 OLDEST_ARGS  ?= -m "not celery and not fast_redis"
 
 # The benchmark's own venv: evtools (editable) next to the Celery it is compared with.
@@ -103,7 +102,7 @@ test: system-deps venv venv-oldest ## run the test suite against a private Redis
 # The differential test of the State against Celery's with random (not the fixed) examples.
 FUZZ_EXAMPLES ?= 2000
 fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences (make test runs a fixed 60)
-	EVTOOLS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_state_differential.py
+	EVTOOLS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/state/test_differential.py
 
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(BENCH_VENV)
@@ -119,10 +118,10 @@ bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the sa
 # Pages of removed subcommands must not linger, hence the rm.
 man: venv ## regenerate the man pages in man/ from the click definitions
 	rm -f man/*.1
-	$(PY) -m evtools.manpages man
+	$(PY) -m tools.manpages man
 
 completions: venv ## regenerate the bash, zsh and fish completion scripts in completions/
-	$(PY) -m evtools.completions completions
+	$(PY) -m tools.completions completions
 
 # Installs the checked-in files only: no venv, no Python needed.
 install: ## install the man pages and shell completions under $PREFIX (/usr/local; DESTDIR=...)

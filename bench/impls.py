@@ -51,14 +51,14 @@ def new_receiver(impl: str, url: str, handler: Handler, node_id: str) -> Any:
     Both use the queue the benchmark declares (no message TTL, not exclusive); the result has
     ``capture(limit, timeout, wakeup)`` and a ``should_stop`` flag. Each connects as its own
     tools do: Celery with ``app.connection_for_read()``, evtools with
-    ``evtools.broker.connection_for`` (its read-ahead transports, after their probe).
+    ``evtools.transport.broker.connection_for`` (its read-ahead transports, after their probe).
     """
     _check(impl)
     if impl == "celery":
         app = _celery_app(url)
         return app.events.Receiver(app.connection_for_read(), handlers={"*": handler},
                                    node_id=node_id)
-    from evtools.broker import connection_for
+    from evtools.transport.broker import connection_for
     from evtools.config import Settings
     from evtools.receiver import EventReceiver
 

@@ -205,7 +205,8 @@ class Report:
             if case.section != section:
                 section = case.section
                 lines += ["", f"## {section}", "", _SECTION_NOTES.get(section, ""), "",
-                          "| Case | evtools | Celery | ratio | target | met | runs | evtools details | Celery details |",
+                          "| Case | evtools | Celery | ratio | target | met | runs "
+                          "| evtools details | Celery details |",
                           "|---|---:|---:|---:|---|---|---:|---|---|"]
             ours, theirs = medians[case.key]["evtools"], medians[case.key]["celery"]
             target, met = _met(case, medians)

@@ -15,7 +15,6 @@ import logging
 import math
 import re
 import signal as signals
-import socket
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -140,7 +139,7 @@ def _collect(connection: Connection, channel: Any, queue: Queue, ticket: str,
         while limit is None or len(replies) < limit:
             try:
                 connection.drain_events(timeout=timeout)
-            except socket.timeout:
+            except TimeoutError:
                 break
     return replies
 

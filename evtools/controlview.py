@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import control
-from .broker import connect, safe_url
+from .transport.broker import connect, safe_url
 from .config import Settings
 from .errors import BrokerError, ConfigurationError
 from .proctitle import set_process_title

@@ -21,7 +21,7 @@ from typing import Any
 
 from kombu.clocks import LamportClock
 
-from . import broker, fsbroker
+from .transport import broker, fsbroker
 from .config import Settings
 from .dispatcher import EventDispatcher
 

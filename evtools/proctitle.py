@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import setproctitle
 
-from .broker import mask_passwords
+from .transport.broker import mask_passwords
 
 __all__ = ("set_process_title", "title_for")
 

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-from . import broker, fsbroker
+from .transport import broker, fsbroker
 from .config import Settings
 from .errors import MalformedEvent, WatchdogExpired
 from .receiver import EventReceiver, check_event

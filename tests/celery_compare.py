@@ -29,7 +29,7 @@ def feed(receiver: Any, state: Any, records: list[dict[str, Any]]) -> None:
     for record in records:
         body = json.loads(record["body_raw"])
         for event in body if isinstance(body, list) else [body]:
-            _, prepared = receiver.event_from_message(event, now=lambda: record["recv_time"])
+            _, prepared = receiver.event_from_message(event, now=lambda: record["recv_time"])  # noqa: B023
             state.event(prepared)
 
 

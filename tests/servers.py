@@ -270,7 +270,7 @@ class BrokerServer:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "BrokerServer":
+    def __enter__(self) -> BrokerServer:
         """Start the server."""
         self.start()
         return self

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from kombu import Connection, Consumer, Queue
+from kombu.exceptions import OperationalError
 
 from evtools.dispatcher import EventDispatcher, anon_nodename
 from evtools.errors import ConfigurationError
@@ -29,7 +30,7 @@ class Tap:
         while True:
             try:
                 self.connection.drain_events(timeout=0.1)
-            except socket.timeout:
+            except TimeoutError:
                 return [(m.delivery_info["routing_key"], json.loads(m.body), m.headers,
                          m.content_type) for m in self.messages]
 
@@ -130,7 +131,7 @@ def test_events_are_kept_while_the_broker_is_unreachable():
         ["worker.online", "task.sent"]
     strict = EventDispatcher(Connection("amqp://guest:guest@127.0.0.1:1//", connect_timeout=0.2),
                              buffer_while_offline=False)
-    with pytest.raises(Exception):
+    with pytest.raises(OperationalError):
         strict.send("worker-online")
 
 

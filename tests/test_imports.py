@@ -26,7 +26,7 @@ def test_importing_evtools_states_and_state_loads_no_broker_library():
 
 def test_the_library_and_the_cli_load_no_read_ahead_transport_before_connecting():
     loaded = modules_after("import evtools.receiver, evtools.dispatcher, evtools.snapshot, "
-                           "evtools.source, evtools.cli, evtools.broker")
+                           "evtools.source, evtools.cli, evtools.transport.broker")
     assert loaded & TRANSPORT_MODULES == set()
 
 

@@ -129,8 +129,8 @@ def test_clock_changes_go_through_adjust_clock_and_forward_clock():
     receiver.event_from_message({"type": "task-sent", "clock": 99})
     receiver.adjust_clock.assert_called_with(0)  # (clock value or 1) + CLIENT_CLOCK_SKEW
     # The receiving path goes through them too.
-    receiver._on_content("application/json", b'[{"type": "worker-online", "clock": 8}, '
-                                              b'{"type": "worker-offline"}]')
+    receiver._handle_content("application/json", b'[{"type": "worker-online", "clock": 8}, '
+                                                  b'{"type": "worker-offline"}]')
     receiver.adjust_clock.assert_called_with(8)
     assert receiver.forward_clock.call_count == 2
 

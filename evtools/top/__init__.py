@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from ..broker import connection_for, safe_url
+from ..transport.broker import connection_for, safe_url
 from ..config import Settings
 from ..errors import EvtoolsError
 

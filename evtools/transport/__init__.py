@@ -86,7 +86,7 @@ def connect(url: str, transport_options: dict[str, Any] | None = None,
         raise BrokerError("the redis transport needs the redis client: "
                           "pip install 'evtools[redis]'")
     if scheme == "filesystem":
-        from .. import fsbroker
+        from . import fsbroker
 
         transport_options = {**fsbroker.transport_options(), **transport_options}
     if "transport" not in options:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 #: Every process started, so a test that fails half-way leaves none running (see conftest).
-STARTED: list["EvtoolsProcess"] = []
+STARTED: list[EvtoolsProcess] = []
 
 
 class EvtoolsProcess:

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from tests.helpers import wait_for
 from tests.integration.terminal import Terminal
 
 

@@ -23,10 +23,11 @@ def restart(broker, process, times=3):
     """Kill the broker several times; each time the process must say so and come back."""
     for n in range(times):
         broker.kill()
-        assert wait_for(lambda: sum("Connection lost" in l for l in process.stderr) > n, 30), \
-            process.report()
+        lost = n + 1
+        assert wait_for(lambda: sum("Connection lost" in l for l in process.stderr) >= lost,  # noqa: B023
+                        30), process.report()
         broker.start()
-        assert wait_for(lambda: sum("consuming events from" in l for l in process.stderr) > n + 1,
+        assert wait_for(lambda: sum("consuming events from" in l for l in process.stderr) > lost,  # noqa: B023
                         90), process.report()
 
 

@@ -6,16 +6,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from .broker import safe_url
-from .config import Settings
-from .demo import DemoCluster
-from .dumper import Dumper
-from .filters import EventFilter
-from .proctitle import set_process_title
-from .runner import run_until_stopped
-from .snapshot import run_camera
-from .source import LiveSource, ReplaySource
-from .state import State
+from ..transport.broker import safe_url
+from ..config import Settings
+from ..demo import DemoCluster
+from ..dump.dumper import Dumper
+from ..filters import EventFilter
+from ..proctitle import set_process_title
+from ..runner import run_until_stopped
+from ..snapshot import run_camera
+from ..source import LiveSource, ReplaySource
+from ..state import State
 
 __all__ = ("run_dump", "run_demo", "run_camera", "start_camera", "run_monitor", "make_source")
 
@@ -65,9 +65,9 @@ def start_camera(settings: Settings | None, camera_path: str, freq: float = 1.0,
     """Run the camera in the foreground, or as a daemon when ``detach`` (returns once it runs)."""
     import logging
 
-    from .daemon import PidFile, detach as daemonize
-    from .logsetup import setup_logging
-    from .snapshot import camera_options, load_camera
+    from ..daemon import PidFile, detach as daemonize
+    from ..logsetup import setup_logging
+    from ..snapshot import camera_options, load_camera
     camera_cls = load_camera(camera_path)
     options = camera_options(camera_cls, tuple(camera_opts))
     log = logging.getLogger("evtools.evcam")
@@ -112,15 +112,14 @@ def _warm_up(settings: Settings) -> None:
     import hashlib  # noqa: F401 - imported lazily by broker clients
     import hmac  # noqa: F401
     import secrets  # noqa: F401
-    import socket
 
-    from .broker import connection_for
-    from .receiver import EventReceiver
+    from ..transport.broker import connection_for
+    from ..receiver import EventReceiver
     connection = connection_for(settings, connect_timeout=3)
     try:
         connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
         EventReceiver(connection, settings=settings).capture(limit=1, timeout=0.2, wakeup=False)
-    except (socket.timeout, OSError, *connection.connection_errors, *connection.channel_errors):
+    except (TimeoutError, OSError, *connection.connection_errors, *connection.channel_errors):
         pass
     finally:
         connection.release()
@@ -128,13 +127,13 @@ def _warm_up(settings: Settings) -> None:
 
 def run_monitor(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0) -> int:
     """Open the curses monitor on the broker's events (or a recording's)."""
-    from .runner import terminate_as_interrupt
-    from .top import run_top
+    from ..runner import terminate_as_interrupt
+    from ..top import run_top
     set_process_title("top")
     state = State()
     source = make_source(settings, replay, speed)
     if settings is not None:
-        from .broker import connect
+        from ..transport.broker import connect
         connect(settings).release()  # an unreachable broker is one line, before the screen opens
     with terminate_as_interrupt():
         try:

@@ -20,7 +20,7 @@ def prepared_events():
     for record in RECORDS:
         body = json.loads(record["body_raw"])
         for event in body if isinstance(body, list) else [body]:
-            events.append(receiver.event_from_message(event, now=lambda: record["recv_time"])[1])
+            events.append(receiver.event_from_message(event, now=lambda: record["recv_time"])[1])  # noqa: B023
     return events
 
 
@@ -51,7 +51,7 @@ def test_every_corpus_event_prints_as_celerys_dumper_prints_it():
     theirs, ours = celery_lines(events), our_lines(events)
     assert len(ours) == len(theirs) == 502
     multiline = 0
-    for mine, celery in zip(ours, theirs):
+    for mine, celery in zip(ours, theirs, strict=True):
         if "\n" in celery:  # tracebacks: the one deliberate difference
             multiline += 1
             assert mine == escape_text(celery) and "\n" not in mine

@@ -6,7 +6,7 @@ import time
 
 from kombu import Connection
 
-from evtools import fsbroker
+from evtools.transport import fsbroker
 from evtools.config import Settings
 from evtools.dispatcher import EventDispatcher
 from evtools.receiver import EventReceiver

@@ -13,9 +13,9 @@ import click
 import pytest
 
 from evtools.cli import main as cli_main
-from evtools.completions import COMPLETE_VAR, SCRIPT_NAMES, completion_script
+from tools.completions import COMPLETE_VAR, SCRIPT_NAMES, completion_script
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPLETIONS_DIR = REPO / "completions"
 STALE = ("completions/ is out of date with click's scripts: run `make man completions` and commit "
          "(a different click version may also change them)")
@@ -116,7 +116,7 @@ def test_scripts_parse(shell: str, check: list[str]) -> None:
 
 
 def test_python_m_evtools_completions_writes_the_scripts(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "evtools.completions", str(tmp_path)], check=True,
+    subprocess.run([sys.executable, "-m", "tools.completions", str(tmp_path)], check=True,
                    capture_output=True, timeout=120)
     assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {
         name: completion_script(shell) for shell, name in SCRIPT_NAMES.items()}

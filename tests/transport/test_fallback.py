@@ -132,7 +132,7 @@ def library_events(url: str, env: dict[str, str]) -> tuple[list[str], str]:
     """Events a receiver made from a URL sees in a fresh interpreter, and its log output."""
     script = (
         "import logging, sys, evtools\n"
-        "from tests.test_transport_fallback import pattern_subscriptions, publish_when_subscribed\n"
+        "from tests.transport.test_fallback import pattern_subscriptions, publish_when_subscribed\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
         "seen = []\n"
         "subscribed = pattern_subscriptions(sys.argv[1])\n"
@@ -141,7 +141,7 @@ def library_events(url: str, env: dict[str, str]) -> tuple[list[str], str]:
         "receiver.capture(limit=6, timeout=20, wakeup=False)\n"
         "print(type(receiver.connection.transport).__module__)\n"
         "for event in seen: print(event['type'], event.get('uuid'), len(event.get('args', '')))\n")
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     paths = [path for path in (env.get("PYTHONPATH"), root) if path]
     result = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True,
                             timeout=60,

@@ -24,7 +24,7 @@ from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
 
-from evtools.broker import connection_for
+from evtools.transport.broker import connection_for
 from evtools.config import Settings
 from evtools.dispatcher import EventDispatcher
 from evtools.receiver import EventReceiver

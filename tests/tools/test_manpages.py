@@ -14,9 +14,9 @@ import pytest
 
 from evtools import __version__
 from evtools.cli import main as cli_main
-from evtools.manpages import MANUAL_DATE, command_contexts, escape, page_name, pages
+from tools.manpages import MANUAL_DATE, command_contexts, escape, page_name, pages
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MAN_DIR = REPO / "man"
 STALE = "man/ is out of date with the click definitions: run `make man completions` and commit"
 
@@ -188,7 +188,7 @@ def test_output_is_reproducible() -> None:
 
 
 def test_python_m_evtools_manpages_writes_the_pages(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "evtools.manpages", str(tmp_path / "out")], check=True,
+    subprocess.run([sys.executable, "-m", "tools.manpages", str(tmp_path / "out")], check=True,
                    capture_output=True, timeout=120)
     written = {path.name: path.read_text() for path in (tmp_path / "out").iterdir()}
     assert written == pages()

@@ -9,9 +9,9 @@ from typing import Any
 from kombu import Connection
 from kombu.transport import resolve_transport
 
-from . import transport
-from .config import Settings
-from .errors import BrokerError
+from .. import transport
+from ..config import Settings
+from ..errors import BrokerError
 
 __all__ = ("check_url", "connect", "connection_for", "mask_passwords", "safe_url")
 

@@ -1,6 +1,6 @@
 """Shell completion scripts for ``evtools``: click's own, as ``_EVTOOLS_COMPLETE=bash_source``.
 
-``python -m evtools.completions OUTDIR`` writes ``evtools.bash``, ``_evtools`` (zsh) and
+``python -m tools.completions OUTDIR`` writes ``evtools.bash``, ``_evtools`` (zsh) and
 ``evtools.fish`` (``make completions`` regenerates the checked-in ones under ``completions/``).
 The scripts only call ``evtools`` back with ``_EVTOOLS_COMPLETE=<shell>_complete``, so they
 complete whatever subcommands and options the installed evtools has.
@@ -17,7 +17,7 @@ from types import MappingProxyType
 import click
 from click.shell_completion import ShellComplete, get_completion_class
 
-from .cli import main as cli_main
+from evtools.cli import main as cli_main
 
 __all__ = ("PROG_NAME", "COMPLETE_VAR", "SCRIPT_NAMES", "completion_script", "write_scripts",
            "main")
@@ -57,8 +57,8 @@ def write_scripts(outdir: Path, cli: click.Command = cli_main) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m evtools.completions OUTDIR``: write the completion scripts into OUTDIR."""
-    parser = argparse.ArgumentParser(prog="python -m evtools.completions",
+    """``python -m tools.completions OUTDIR``: write the completion scripts into OUTDIR."""
+    parser = argparse.ArgumentParser(prog="python -m tools.completions",
                                      description="Write evtools' bash, zsh and fish completion "
                                                  "scripts into OUTDIR.")
     parser.add_argument("outdir", metavar="OUTDIR", type=Path)

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .config import Settings, resolve_settings
-from .errors import EvtoolsError
-from .logsetup import setup_logging
+from .. import __version__
+from ..config import Settings, resolve_settings
+from ..errors import EvtoolsError
+from ..logsetup import setup_logging
 from .options import (broker_options, camera_options, daemon_options, dump_options,
                       replay_options, watchdog_option)
 
@@ -104,7 +104,7 @@ def events(ctx: click.Context, dump: bool, json_lines: bool, record: Any, types:
         return
     if camera:
         from .commands import start_camera
-        from .daemon import DaemonOptions, parse_gid, parse_uid, parse_umask
+        from ..daemon import DaemonOptions, parse_gid, parse_uid, parse_umask
         uid_number = parse_uid(uid)
         options = DaemonOptions(pidfile=pidfile, logfile=logfile, uid=uid_number,
                                 gid=parse_gid(gid, uid_number), umask=parse_umask(umask),
@@ -141,7 +141,8 @@ def demo(ctx: click.Context, rate: float, workers: int, duration: float, seed: i
     shared = _shared(ctx, given)
     setup_logging(shared["loglevel"])
     from .commands import run_demo
-    run_demo(_settings(shared, default_broker="filesystem://"), rate=rate, workers=workers, duration=duration, seed=seed,
+    run_demo(_settings(shared, default_broker="filesystem://"), rate=rate, workers=workers,
+             duration=duration, seed=seed,
              status=_status)
 
 
@@ -194,7 +195,7 @@ def control(ctx: click.Context, command: str, args: tuple[str, ...],
     """
     shared = _shared(ctx, given)
     setup_logging(shared["loglevel"])
-    from .controlview import run_control
+    from ..controlview import run_control
     ctx.exit(run_control(_settings(shared), command, args, destination=destinations,
                          timeout=timeout, json_lines=json_lines, terminate=terminate,
                          signal=signal_name, out=click.echo, status=_status))
