@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from . import states
 from .fieldwriter import FieldSpec, WriterCache
@@ -523,6 +523,12 @@ class _TaskIndex(dict):
                 del self[key]
 
 
+#: The classes under other names, for annotations inside :class:`State` (whose own ``Task``
+#: and ``Worker`` attributes, Celery's API, shadow them there).
+_Task = Task
+_Worker = Worker
+
+
 class State:
     """The cluster as events describe it: workers, tasks, and indexes over them.
 
@@ -533,16 +539,16 @@ class State:
     (or with :meth:`get_or_create_task`) or an event of one of its children does.
     """
 
-    Worker = Worker
-    Task = Task
+    Worker: ClassVar[type[_Worker]] = _Worker
+    Task: ClassVar[type[_Task]] = _Task
     heap_multiplier = 4  # kept for Celery compatibility; the timeline needs no multiplier
 
     def __init__(self, callback: Callable[[State, dict], None] | None = None,
-                 workers: Mapping[str, Worker] | None = None, tasks: Mapping[str, Task] | None = None,
+                 workers: Mapping[str, _Worker] | None = None, tasks: Mapping[str, _Task] | None = None,
                  taskheap: Any = None, max_workers_in_memory: int = 5000,
                  max_tasks_in_memory: int = 10000,
-                 on_node_join: Callable[[Worker], None] | None = None,
-                 on_node_leave: Callable[[Worker], None] | None = None,
+                 on_node_join: Callable[[_Worker], None] | None = None,
+                 on_node_leave: Callable[[_Worker], None] | None = None,
                  tasks_by_type: Any = None, tasks_by_worker: Any = None,
                  max_field_size: int | None = DEFAULT_MAX_FIELD_SIZE) -> None:
         self.event_callback = callback
@@ -592,7 +598,7 @@ class State:
         return self._tasks
 
     @tasks.setter
-    def tasks(self, tasks: Mapping[str, Task]) -> None:
+    def tasks(self, tasks: Mapping[str, _Task]) -> None:
         with self._mutex:
             self._tasks = self._adopt(tasks, self.max_tasks_in_memory, self._forget_task)
             self._reindex()
@@ -603,7 +609,7 @@ class State:
         return self._workers
 
     @workers.setter
-    def workers(self, workers: Mapping[str, Worker]) -> None:
+    def workers(self, workers: Mapping[str, _Worker]) -> None:
         with self._mutex:
             self._workers = self._adopt(workers, self.max_workers_in_memory, None)
 
@@ -654,7 +660,7 @@ class State:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def get_or_create_worker(self, hostname: str, **kwargs: Any) -> tuple[Worker, bool]:
+    def get_or_create_worker(self, hostname: str, **kwargs: Any) -> tuple[_Worker, bool]:
         """Return ``(worker, created)`` for ``hostname``, updating it with ``kwargs``."""
         try:
             worker = self._workers[hostname]
@@ -665,7 +671,7 @@ class State:
             worker.update(kwargs)
         return worker, False
 
-    def get_or_create_task(self, uuid: str) -> tuple[Task, bool]:
+    def get_or_create_task(self, uuid: str) -> tuple[_Task, bool]:
         """Return ``(task, created)`` for ``uuid``."""
         try:
             return self._tasks[uuid], False
@@ -733,7 +739,7 @@ class State:
         self._type_parts[type_] = group, subject
         return group, subject
 
-    def _worker_event(self, subject: str, event: dict[str, Any]) -> tuple[Worker, bool] | None:
+    def _worker_event(self, subject: str, event: dict[str, Any]) -> tuple[_Worker, bool] | None:
         try:
             hostname, timestamp, local_received = (event["hostname"], event["timestamp"],
                                                    event["local_received"])
@@ -763,12 +769,12 @@ class State:
             workers.data.pop(hostname, None)
         return worker, created
 
-    def _new_task(self, uuid: str) -> Task:
+    def _new_task(self, uuid: str) -> _Task:
         task = self.Task(uuid, cluster_state=self)
         self._tasks[uuid] = task
         return task
 
-    def _task_event(self, subject: str, event: dict[str, Any]) -> tuple[Task, bool] | None:
+    def _task_event(self, subject: str, event: dict[str, Any]) -> tuple[_Task, bool] | None:
         try:
             uuid, hostname, raw_timestamp, raw_received, clock = (
                 event["uuid"], event["hostname"], event["timestamp"], event["local_received"],
@@ -841,7 +847,7 @@ class State:
 
     # -- indexes ---------------------------------------------------------------------------
 
-    def _index(self, task: Task) -> None:
+    def _index(self, task: _Task) -> None:
         """File ``task`` by type and by worker, moving it when its name or worker changed."""
         name, worker = task.name, task.worker
         old_name, old_worker = task._indexed_name, task._indexed_worker
@@ -871,7 +877,7 @@ class State:
         else:
             seen[name] = None
 
-    def _file_under_parent(self, task: Task, parent_id: str) -> None:
+    def _file_under_parent(self, task: _Task, parent_id: str) -> None:
         """Make ``task`` a child of its parent, or wait for the parent (as Celery does, each event)."""
         uuid = task.uuid
         parent = self._tasks.data.get(parent_id)
@@ -889,7 +895,7 @@ class State:
             waiting[uuid] = None
         task._link_parent(parent_id)
 
-    def _adopt_children(self, task: Task) -> None:
+    def _adopt_children(self, task: _Task) -> None:
         waiting = self._pending_children.data.pop(task.uuid, None)
         if waiting:
             task._children_set().uuids.update(waiting)
@@ -902,7 +908,7 @@ class State:
             if child is not None and child._parent_links:
                 child._parent_links.discard(parent_id)
 
-    def _forget_task(self, uuid: str, task: Task) -> None:
+    def _forget_task(self, uuid: str, task: _Task) -> None:
         """Remove a task the map no longer holds from every index (called on eviction)."""
         name, worker = task._indexed_name, task._indexed_worker
         if name is not None:
@@ -973,31 +979,31 @@ class State:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, Task]]:
+    def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, _Task]]:
         """Yield ``(uuid, task)`` in the order they will be forgotten: first seen first."""
         return islice(list(self._tasks.data.items()), limit or None)
 
-    def tasks_by_time(self, limit: int | None = None, reverse: bool = True) -> Iterator[tuple[str, Task]]:
+    def tasks_by_time(self, limit: int | None = None, reverse: bool = True) -> Iterator[tuple[str, _Task]]:
         """Yield ``(uuid, task)`` by event clock: newest event first (or oldest first)."""
         return islice(self._timeline.iter_tasks(reverse), limit)
 
     tasks_by_timestamp = tasks_by_time
 
     def _tasks_by_type(self, name: str, limit: int | None = None,
-                       reverse: bool = True) -> Iterator[tuple[str, Task]]:
+                       reverse: bool = True) -> Iterator[tuple[str, _Task]]:
         return islice(((uuid, task) for uuid, task in self.tasks_by_time(reverse=reverse)
                        if task.name == name), limit)
 
     def _tasks_by_worker(self, hostname: str, limit: int | None = None,
-                         reverse: bool = True) -> Iterator[tuple[str, Task]]:
+                         reverse: bool = True) -> Iterator[tuple[str, _Task]]:
         return islice(((uuid, task) for uuid, task in self.tasks_by_time(reverse=reverse)
                        if task.worker is not None and task.worker.hostname == hostname), limit)
 
-    def tasks_changed_since(self, generation: int) -> list[Task]:
+    def tasks_changed_since(self, generation: int) -> list[_Task]:
         """Return the tasks an event touched after :attr:`generation` was ``generation``."""
         return [task for task in self._tasks.data.values() if task._generation > generation]
 
-    def workers_changed_since(self, generation: int) -> list[Worker]:
+    def workers_changed_since(self, generation: int) -> list[_Worker]:
         """Return the workers an event touched after :attr:`generation` was ``generation``."""
         return [worker for worker in self._workers.data.values() if worker._generation > generation]
 
@@ -1005,7 +1011,7 @@ class State:
         """Return the sorted names of the task types seen."""
         return sorted(self._seen_types.data)
 
-    def alive_workers(self) -> Iterator[Worker]:
+    def alive_workers(self) -> Iterator[_Worker]:
         """Yield the workers whose heartbeat has not expired."""
         return (w for w in list(self._workers.data.values()) if w.alive)
 
