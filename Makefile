@@ -33,18 +33,18 @@ RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-oldest system-deps test fuzz bench man completions install clean demo soak
+.PHONY: help venv venv-oldest system-deps lint test fuzz bench man completions install clean demo soak
 
 help: ## list the targets
 	@echo "Targets:"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  \1\t\2/' | expand -t 16
 
-venv: $(VENV)/.installed ## create .venv and install evtools[test,redis] (editable) into it
+venv: $(VENV)/.installed ## create .venv and install evtools[test,redis,lint] (editable) into it
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,redis]'
+	$(VENV)/bin/pip install -q -e '.[test,redis,lint]'
 	touch $@
 
 venv-oldest: $(OLDEST_VENV)/.installed ## create .venv-oldest: evtools[redis] on the oldest versions it admits
@@ -93,7 +93,16 @@ demo: venv ## watch a simulated Celery cluster on the embedded broker (no server
 
 # One pair of brokers for both legs: the suite on today's versions, then the broker tests on
 # the oldest ones (a couple of minutes).
-test: system-deps venv venv-oldest ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...), then the broker tests on the oldest versions (OLDEST_ARGS=...)
+# The public modules, those that mirror celery.events, are type-checked.
+MYPY_MODULES := evtools/__init__.py evtools/states.py evtools/event.py evtools/state.py \
+                evtools/receiver.py evtools/dispatcher.py evtools/snapshot.py
+
+lint: venv ## ruff, the import layers (lint-imports) and mypy on the public modules
+	$(VENV)/bin/ruff check evtools tests bench tools
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy $(MYPY_MODULES)
+
+test: system-deps venv venv-oldest lint ## lint, then run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...), then the broker tests on the oldest versions (OLDEST_ARGS=...)
 	$(PY) -m tests.servers run -- sh -c '$(PY) -m pytest $(PYTEST_ARGS) \
 	    && echo "== the broker tests on the oldest supported versions ($(OLDEST_VENV)) ==" \
 	    && $(OLDEST_PY) -m pytest $(OLDEST_ARGS) $(OLDEST_TESTS)'

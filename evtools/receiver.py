@@ -109,7 +109,11 @@ def _nothing_to_stop() -> None:
 
 
 class _HandlerFailed(Exception):
-    """Carries (as ``__cause__``) what a handler raised, past the connection-error handling."""
+    """Carries what a handler raised (``cause``) past the connection-error handling."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 def _subscribe_now(connection: Connection, channel: Any) -> None:
@@ -120,7 +124,8 @@ def _subscribe_now(connection: Connection, channel: Any) -> None:
     right after :attr:`EventReceiver.on_ready`) would be lost, since pub/sub keeps nothing.
     """
     poller = getattr(connection.transport, "cycle", None)
-    if getattr(channel, "active_fanout_queues", None) and hasattr(poller, "on_poll_start"):
+    if poller is not None and getattr(channel, "active_fanout_queues", None) \
+            and hasattr(poller, "on_poll_start"):
         poller.on_poll_start()  # what kombu does before its first wait: registers and subscribes
 
 
@@ -238,8 +243,8 @@ class EventReceiver:
         """
         type_ = body["type"]
         if type_ == "task-sent":
-            clock = body["clock"] = (self.clock.value or 1) + CLIENT_CLOCK_SKEW
-            self.adjust_clock(clock)
+            sent_clock = body["clock"] = (self.clock.value or 1) + CLIENT_CLOCK_SKEW
+            self.adjust_clock(sent_clock)
         else:
             clock = body.get("clock")
             if clock is None:
@@ -289,7 +294,7 @@ class EventReceiver:
                 try:
                     self.process(*self.event_from_message(event))
                 except Exception as exc:
-                    raise _HandlerFailed() from exc
+                    raise _HandlerFailed(exc) from exc
             else:
                 self.process(*self.event_from_message(event))
 
@@ -428,7 +433,7 @@ class EventReceiver:
                                                  interval_max=interval_max)
                     self.capture(wakeup=wakeup)
                 except _HandlerFailed as failed:
-                    raise failed.__cause__ from None
+                    raise failed.cause from None
                 except errors as exc:
                     if self.should_stop:
                         return

@@ -106,7 +106,7 @@ class Polaroid:
         #: Pictures taken and pictures skipped (rate limit or nothing new).
         self.shutters = 0
         self.skipped = 0
-        self._pictured_generation = -1
+        self._pictured_generation: Any = -1
 
     def install(self) -> None:
         """Start taking pictures (and cleaning up) on the timer."""
@@ -264,7 +264,10 @@ def _reopen_on_hangup(camera: Polaroid) -> Callable[[], None]:
             logger.exception("camera could not reopen its files")
 
     previous = signal.signal(signal.SIGHUP, reopen)
-    return lambda: signal.signal(signal.SIGHUP, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGHUP, previous)
+    return restore
 
 
 def evcam(camera: str | type[Polaroid], freq: float = 1.0, maxrate: str | float | None = None,

@@ -116,6 +116,7 @@ class Worker(_FieldDefaults):
     __slots__ = _fields + ("utcoffset", "timestamp", "type", "local_received", "_drift_warned",
                            "_id", "_generation", "__dict__", "__weakref__")
     _defaults = {"utcoffset": None, "timestamp": None, "type": None, "local_received": None}
+    hostname: Any  # a string for every worker a State keeps; None for one made by hand
 
     def __init__(self, hostname: str | None = None, pid: int | None = None, freq: float = 60,
                  heartbeats: list[float] | None = None, clock: int = 0, active: int | None = None,
@@ -189,6 +190,8 @@ class Worker(_FieldDefaults):
             bisect.insort(heartbeats, local_received)
 
     def _warn_drift(self, drift: float, local_received: float, timestamp: float) -> None:
+        orig: Any
+        recv: Any
         try:
             orig, recv = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(local_received)
         except (OverflowError, OSError, ValueError):
@@ -269,7 +272,8 @@ class TaskSet:
     def update(self, tasks: Iterable[Task]) -> None:
         """Add several tasks."""
         for task in tasks:
-            self.uuids[task.uuid] = None
+            if task.uuid is not None:
+                self.uuids[task.uuid] = None
 
     def __iter__(self) -> Iterator[Task]:
         get = self._tasks.get
@@ -311,6 +315,27 @@ class Task(_FieldDefaults):
     _defaults.update(state=states.PENDING, clock=0, _children=None, _parent_links=None,
                      _newest=None, _oldest=None, _indexed_name=None, _indexed_worker=None,
                      cluster_state=None, _generation=0)
+
+    # What mypy should know of the slots (values come from __init__ and events). A task in a
+    # State always has a string uuid; one made by hand may have none, as in Celery.
+    uuid: Any
+    name: Any
+    state: str
+    clock: int
+    worker: Worker | None
+    client: Any
+    hostname: Any
+    parent_id: Any
+    root_id: Any
+    timestamp: Any
+    cluster_state: State | None
+    _children: TaskSet | None
+    _parent_links: set[str] | None
+    _newest: tuple | None
+    _oldest: tuple | None
+    _indexed_name: str | None
+    _indexed_worker: Worker | None
+    _generation: int
 
     #: How to merge an event that logically happened before the current state: only these
     #: fields are taken from an event moving to that state (a late task-received still
@@ -513,7 +538,8 @@ class _TaskIndex(dict):
         found = dict.get(self, key)
         if found is None:
             found = self[key] = TaskSet(self._tasks)
-        found.uuids[task.uuid] = None
+        if task.uuid is not None:
+            found.uuids[task.uuid] = None
 
     def discard(self, key: str, uuid: str) -> None:
         found = dict.get(self, key)
@@ -708,6 +734,7 @@ class State:
             handler = self.handlers.get(group)
             if handler is not None:
                 return handler(subject, event), subject
+            result: tuple[Any, bool] | None
             if group == "task":
                 result = self._task_event(subject, event)
             elif group == "worker":
@@ -793,10 +820,9 @@ class State:
             clock = 0
         generation = self.generation
         tasks = self._tasks.data
-        task = tasks.get(uuid)
-        created = task is None
-        if created:
-            task = self._new_task(uuid)
+        found = tasks.get(uuid)
+        created = found is None
+        task: _Task = self._new_task(uuid) if found is None else found
         task._generation = generation
         worker = None
         if subject == "sent":  # sent by a client, not by a worker
