@@ -45,15 +45,19 @@ def _celery_app(url: str) -> Any:
     return app
 
 
-def new_receiver(impl: str, url: str, handler: Handler, node_id: str) -> Any:
+def new_receiver(impl: str, url: str, handler: Handler, node_id: str, path: str = "cli") -> Any:
     """A receiver on ``url`` calling ``handler`` for every event, its queue named by ``node_id``.
 
     Both use the queue the benchmark declares (no message TTL, not exclusive); the result has
     ``capture(limit, timeout, wakeup)`` and a ``should_stop`` flag. Each connects as its own
     tools do: Celery with ``app.connection_for_read()``, evtools with
     ``evtools.transport.broker.connection_for`` (its read-ahead transports, after their probe).
+    ``path="library"`` connects as a library user following each README does: Celery's
+    receiver on ``kombu.Connection(url)``, evtools' on ``evtools.connect(url)``.
     """
     _check(impl)
+    if path == "library":
+        return _library_receiver(impl, url, handler, node_id)
     if impl == "celery":
         app = _celery_app(url)
         return app.events.Receiver(app.connection_for_read(), handlers={"*": handler},
@@ -66,6 +70,22 @@ def new_receiver(impl: str, url: str, handler: Handler, node_id: str) -> Any:
                         event_queue_exclusive=False)
     return EventReceiver(connection_for(settings), handlers={"*": handler}, node_id=node_id,
                          settings=settings)
+
+
+def _library_receiver(impl: str, url: str, handler: Handler, node_id: str) -> Any:
+    queue_options = {"event_queue_ttl": None, "event_queue_expires": QUEUE_EXPIRES,
+                     "event_queue_exclusive": False}
+    if impl == "celery":
+        from kombu import Connection
+
+        app = _celery_app(url)
+        return app.events.Receiver(Connection(url), handlers={"*": handler}, node_id=node_id)
+    import evtools
+    from evtools.config import Settings
+    from evtools.receiver import EventReceiver
+
+    return EventReceiver(evtools.connect(url), handlers={"*": handler}, node_id=node_id,
+                         settings=Settings(broker_url=url, **queue_options))
 
 
 def dump_command(impl: str, url: str) -> list[str]:

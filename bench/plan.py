@@ -115,6 +115,12 @@ def _receiver_cases(s: Sizes) -> list[Case]:
                     ("--case", "receiver", "--broker", "{%s}" % broker, "--events", str(s.events),
                      "--shape", shape, "--handler", handler, "--workdir", "{workdir}"),
                     "rate", "events/s", s.slow_reps, details=("events", "published", "error")))
+        cases.append(Case(
+            f"receiver-{broker}-library", "Receiver throughput",
+            f"{name}, single-event bodies, State, library path (evtools.connect / kombu.Connection)",
+            ("--case", "receiver", "--broker", "{%s}" % broker, "--events", str(s.events),
+             "--shape", "single", "--handler", "state", "--workdir", "{workdir}", "--path", "library"),
+            "rate", "events/s", s.slow_reps, details=("events", "published", "error")))
     return cases
 
 
@@ -199,6 +205,8 @@ TARGETS: dict[str, Target] = {
     "memory-large": Target("≤ 1/3 of Celery's", _at_most("memory-large", 1 / 3)),
     "receiver-amqp-single-state": Target("≥ 2×", _at_least("receiver-amqp-single-state", 2)),
     "receiver-redis-single-state": Target("≥ 2×", _at_least("receiver-redis-single-state", 2)),
+    "receiver-amqp-library": Target("≥ 3×", _at_least("receiver-amqp-library", 3)),
+    "receiver-redis-library": Target("≥ 3×", _at_least("receiver-redis-library", 3)),
     "dump-amqp": Target("≥ 2×", _at_least("dump-amqp", 2)),
     "dump-redis": Target("≥ 2×", _at_least("dump-redis", 2)),
     "overload-amqp": Target("evtools loses 0 %", _evtools_at_most("overload-amqp", 0.0)),

@@ -108,7 +108,7 @@ def _publish_live(command: list[str], url: str, result: dict[str, Any], done: th
 
 
 def measure_receiver(impl: str, url: str, events: int, shape: str, handler: str, cache: Path,
-                     node_id: str,
+                     node_id: str, path: str = "cli",
                      timed_part: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
                      ) -> dict[str, Any]:
     """Run one receiver over ``events`` events of ``shape``; return rates and counts.
@@ -125,7 +125,7 @@ def measure_receiver(impl: str, url: str, events: int, shape: str, handler: str,
     if not live:
         published.update(_run_publisher(command))
         publisher_done.set()
-    receiver = counter.receiver = new_receiver(impl, url, counter, node_id)
+    receiver = counter.receiver = new_receiver(impl, url, counter, node_id, path)
     if live:
         threading.Thread(target=_publish_live, args=(command, url, published, publisher_done),
                          daemon=True).start()

@@ -4,6 +4,7 @@
     python -m bench.run_case --impl ... --case memory --tasks 100000 --max-tasks 100000
     python -m bench.run_case --impl ... --case receiver --broker URL --events 100000
                              --shape single|multi --handler state|noop --workdir DIR
+                             [--path cli|library]
     python -m bench.run_case --impl ... --case dump --broker URL --events 100000 [--rate 25000]
                              --workdir DIR
     python -m bench.run_case --impl ... --case frame --tasks 100000 --frames 30
@@ -106,7 +107,8 @@ def case_receiver(args: argparse.Namespace) -> dict[str, Any]:
 
     node_id = f"bench-{args.impl}-{uuid.uuid4().hex[:12]}"
     return measure_receiver(args.impl, args.broker, args.events, args.shape, args.handler,
-                            args.workdir / "publish-cache", node_id, lambda: timed_part(args))
+                            args.workdir / "publish-cache", node_id, args.path,
+                            lambda: timed_part(args))
 
 
 def case_dump(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,6 +157,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=100_000, help="events to publish")
     parser.add_argument("--shape", choices=("single", "multi"), default="single")
     parser.add_argument("--handler", choices=("state", "noop"), default="state")
+    parser.add_argument("--path", choices=("cli", "library"), default="cli",
+                        help="receiver: connect as the CLI does, or as a library user does")
     parser.add_argument("--rate", type=float, default=None, help="dump: publish at this many events/s")
     parser.add_argument("--frames", type=int, default=30, help="frame: how many frames to time")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="scratch folder")
