@@ -110,7 +110,7 @@ test: system-deps venv venv-oldest lint ## lint, then run the test suite against
 
 # The differential test of the State against Celery's with random (not the fixed) examples.
 FUZZ_EXAMPLES ?= 2000
-fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences (make test runs a fixed 60)
+fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences (make test runs a fixed 100)
 	EVTOOLS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/state/test_differential.py
 
 $(BENCH_VENV)/.installed: pyproject.toml
