@@ -36,7 +36,7 @@ venv: $(VENV)/.installed ## create .venv and install evtools[test,redis] (editab
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,redis]'
+	$(VENV)/bin/pip install -q -e '.[test,redis,prometheus]'
 	touch $@
 
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
