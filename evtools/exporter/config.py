@@ -6,6 +6,8 @@ import dataclasses
 import math
 import re
 
+from ..errors import ConfigurationError
+
 __all__ = ("ExporterConfig", "DEFAULT_BUCKETS", "DEFAULT_QUEUE_WAIT_BUCKETS", "TASK_EVENT_TYPES",
            "with_infinity")
 
@@ -22,6 +24,10 @@ DEFAULT_QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 #: The task event types celery-exporter counts, in its family order.
 TASK_EVENT_TYPES = ("task-sent", "task-received", "task-started", "task-succeeded",
                     "task-failed", "task-rejected", "task-revoked", "task-retried")
+
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def with_infinity(bounds: tuple[float, ...] | list[float]) -> tuple[float, ...]:
@@ -64,4 +70,17 @@ class ExporterConfig:
         object.__setattr__(self, "buckets", with_infinity(self.buckets))
         object.__setattr__(self, "queue_wait_buckets", with_infinity(self.queue_wait_buckets))
         if self.hostname_rewrite is not None:
-            re.compile(self.hostname_rewrite[0])  # re.error for the CLI to report
+            try:
+                re.compile(self.hostname_rewrite[0])
+            except re.error as exc:
+                raise ConfigurationError(f"--hostname-rewrite {self.hostname_rewrite[0]!r}: "
+                                         f"{exc}") from None
+        if not _METRIC_NAME.match(self.metric_prefix):
+            raise ConfigurationError(f"--metric-prefix {self.metric_prefix!r} is not a valid "
+                                     "start of a metric name")
+        taken = {"name", "hostname", "queue_name", "exception", "le"}
+        for name, _ in self.static_labels:
+            if not _LABEL_NAME.match(name) or name in taken or name.startswith("__"):
+                raise ConfigurationError(f"--static-label {name!r}: not a label name evtools "
+                                         "can add (reserved or invalid)")
+            taken.add(name)
