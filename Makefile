@@ -18,8 +18,9 @@ BASHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 
-# Packages the tests need from the system: real brokers, tmux (evtop tests) and man (man page).
-APT_PACKAGES := redis-server rabbitmq-server tmux man-db zsh fish
+# Packages the tests need from the system: real brokers, Prometheus (exporter tests), tmux (evtop
+# tests) and man (man page).
+APT_PACKAGES := redis-server rabbitmq-server prometheus tmux man-db zsh fish
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 # Use sudo only when not root and sudo exists.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
@@ -42,15 +43,16 @@ $(VENV)/.installed: pyproject.toml
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
 # (policy-rc.d usually prevents it); if the install started one anyway, it is stopped again.
 # Tests never use the default ports, so a system broker that keeps running does no harm.
-system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get if missing
+system-deps: ## install redis-server, rabbitmq-server, prometheus, tmux and man with apt-get if missing
 	@if command -v redis-server >/dev/null 2>&1 && [ -x $(RABBITMQ_SERVER) ] \
+	    && command -v prometheus >/dev/null 2>&1 \
 	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1 \
 	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then \
-	    echo "system-deps: redis-server, rabbitmq-server, tmux, man, zsh and fish are installed"; \
+	    echo "system-deps: redis-server, rabbitmq-server, prometheus, tmux, man, zsh and fish are installed"; \
 	else \
 	    set -e; \
 	    new=""; \
-	    for pkg in redis-server rabbitmq-server; do \
+	    for pkg in redis-server rabbitmq-server prometheus prometheus-node-exporter; do \
 	        dpkg -s $$pkg >/dev/null 2>&1 || new="$$new $$pkg"; \
 	    done; \
 	    $(SUDO) apt-get update; \
