@@ -83,13 +83,14 @@ test: system-deps venv ## run the test suite against a private Redis and RabbitM
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q -e '.[redis]' celery==5.7.0 redis
+	$(BENCH_VENV)/bin/pip install -q -e '.[redis,prometheus]' celery==5.7.0 redis
 	touch $@
 
 # Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.
 # About 15 minutes on 2 cores; BENCH_QUICK=1 is a smoke run of a few minutes (RESULTS-quick.md).
-bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md (BENCH_QUICK=1: smoke run)
+bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md, exporter: bench/EXPORTER.md (BENCH_QUICK=1: smoke run)
 	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.run
+	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.exporter
 
 # Pages of removed subcommands must not linger, hence the rm.
 man: venv ## regenerate the man pages in man/ from the click definitions

@@ -171,12 +171,13 @@ celery_exporter_options = _apply([
                  show_default=True, help="Port to listen on (0: any free port)."),
     click.option("--buckets", envvar=_ce("buckets"), callback=_buckets, metavar="LIST",
                  default="0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1.0,2.5,5.0,7.5,10.0",
-                 show_default=True, help="Bucket bounds of celery_task_runtime, in seconds."),
+                 help="Bucket bounds of celery_task_runtime, in seconds. Default: "
+                      "prometheus_client's, 0.005, 0.01, 0.025, ... 5.0, 7.5, 10.0."),
     click.option("--queue-wait-buckets", envvar=_ce("queue_wait_buckets"), callback=_buckets,
                  metavar="LIST", default="0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300,600,1800",
-                 show_default=True,
                  help="Bucket bounds of celery_task_queue_wait_time, in seconds (needs "
-                      "task_send_sent_event on the clients)."),
+                      "task_send_sent_event on the clients). Default: 0.05, 0.1, 0.25, 0.5, 1, "
+                      "2.5, 5, 10, 30, 60, 120, 300, 600, 1800."),
     click.option("--log-level", envvar=_ce("log_level"), type=LogLevel(), default="INFO",
                  show_default=True, help="Logging level."),
     click.option("--worker-timeout", envvar=_ce("worker_timeout"), type=click.FloatRange(min=0),
