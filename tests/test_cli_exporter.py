@@ -82,3 +82,27 @@ def test_ce_environment_variables_configure_a_running_exporter(redis_url: str) -
                                         if not line.startswith("#"))
     finally:
         assert exporter.terminate() == 0, exporter.report()
+
+
+def test_detached_exporter_serves_under_its_process_title_and_stops_on_sigterm(redis_url: str,
+                                                                               tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    port, pidfile = free_port(), tmp_path / "exporter.pid"
+    done = subprocess.run([sys.executable, "-m", "evtools", "exporter", "--broker-url", redis_url,
+                           "--host", "127.0.0.1", "--port", str(port), "--detach",
+                           "--pidfile", str(pidfile), "--logfile", str(tmp_path / "log"),
+                           "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    pid = int(pidfile.read_text())
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            assert cmdline.read().startswith(b"evtools exporter --broker-url")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as reply:
+            assert reply.status == 200
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not pidfile.exists(), timeout=30)
