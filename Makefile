@@ -26,8 +26,9 @@ BASHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 
-# Packages the tests need from the system: real brokers, tmux (evtop tests) and man (man page).
-APT_PACKAGES := redis-server rabbitmq-server tmux man-db zsh fish
+# Packages the tests need from the system: real brokers, Prometheus (exporter tests), tmux (evtop
+# tests) and man (man page).
+APT_PACKAGES := redis-server rabbitmq-server prometheus tmux man-db zsh fish
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 # Use sudo only when not root and sudo exists.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
@@ -44,7 +45,7 @@ venv: $(VENV)/.installed ## create .venv and install evtools[test,redis,lint] (e
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,redis,lint]'
+	$(VENV)/bin/pip install -q -e '.[test,redis,prometheus,lint]'
 	touch $@
 
 venv-oldest: $(OLDEST_VENV)/.installed ## create .venv-oldest: evtools[redis] on the oldest versions it admits
@@ -58,15 +59,16 @@ $(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
 # (policy-rc.d usually prevents it); if the install started one anyway, it is stopped again.
 # Tests never use the default ports, so a system broker that keeps running does no harm.
-system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get if missing
+system-deps: ## install redis-server, rabbitmq-server, prometheus, tmux and man with apt-get if missing
 	@if command -v redis-server >/dev/null 2>&1 && [ -x $(RABBITMQ_SERVER) ] \
+	    && command -v prometheus >/dev/null 2>&1 \
 	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1 \
 	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then \
-	    echo "system-deps: redis-server, rabbitmq-server, tmux, man, zsh and fish are installed"; \
+	    echo "system-deps: redis-server, rabbitmq-server, prometheus, tmux, man, zsh and fish are installed"; \
 	else \
 	    set -e; \
 	    new=""; \
-	    for pkg in redis-server rabbitmq-server; do \
+	    for pkg in redis-server rabbitmq-server prometheus prometheus-node-exporter; do \
 	        dpkg -s $$pkg >/dev/null 2>&1 || new="$$new $$pkg"; \
 	    done; \
 	    $(SUDO) apt-get update; \
@@ -116,13 +118,14 @@ fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q -e '.[redis]' celery==5.7.0 redis
+	$(BENCH_VENV)/bin/pip install -q -e '.[redis,prometheus]' celery==5.7.0 redis
 	touch $@
 
 # Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.
 # About 15 minutes on 2 cores; BENCH_QUICK=1 is a smoke run of a few minutes (RESULTS-quick.md).
-bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md (BENCH_QUICK=1: smoke run)
+bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md, exporter: bench/EXPORTER.md (BENCH_QUICK=1: smoke run)
 	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.run
+	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.exporter
 
 # Pages of removed subcommands must not linger, hence the rm.
 man: venv ## regenerate the man pages in man/ from the click definitions

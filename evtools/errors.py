@@ -23,6 +23,10 @@ class AppImportError(ConfigurationError):
     """A Celery app named with ``-A/--app`` cannot be imported."""
 
 
+class MissingDependency(ConfigurationError):
+    """An optional extra (``evtools[prometheus]``, ``evtools[redis]``) is not installed."""
+
+
 class CameraError(ConfigurationError):
     """A camera class cannot be imported or is not a camera."""
 

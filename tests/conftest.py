@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.servers import (BrokerServer, RabbitServer, RedisServer, ServerError, epmd_running,
-                           free_port, port_open, stop_idle_epmd)
+from tests.servers import (BrokerServer, PrometheusServer, RabbitServer, RedisServer, ServerError,
+                           epmd_running, free_port, port_open, stop_idle_epmd)
 
 REDIS_URL_VAR = "EVTOOLS_TEST_REDIS_URL"
 AMQP_URL_VAR = "EVTOOLS_TEST_AMQP_URL"
@@ -99,6 +99,29 @@ def amqp_url() -> Iterator[str]:
         return
     with _dedicated(RabbitServer, "the test session") as server:
         yield server.url
+
+
+class Prometheus:
+    """A running Prometheus: its API URL and the folder its scrape targets are read from."""
+
+    def __init__(self, url: str, targets_dir: Path) -> None:
+        self.url = url
+        self.targets_dir = Path(targets_dir)
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[Prometheus]:
+    """The session's Prometheus (from EVTOOLS_TEST_PROMETHEUS_URL/_TARGETS, else started here)."""
+    url, targets = environ.get("EVTOOLS_TEST_PROMETHEUS_URL"), environ.get("EVTOOLS_TEST_PROMETHEUS_TARGETS")
+    if url and targets:
+        port = urlsplit(url).port or 9090
+        if not port_open(port, timeout=5):
+            pytest.fail(f"EVTOOLS_TEST_PROMETHEUS_URL={url}, but nothing listens there", pytrace=False)
+        yield Prometheus(url, Path(targets))
+        return
+    with _dedicated(PrometheusServer, "the test session") as server:
+        assert isinstance(server, PrometheusServer)
+        yield Prometheus(server.url, server.targets_dir)
 
 
 @pytest.fixture(params=["redis", "rabbitmq"], ids=["redis", "rabbitmq"])

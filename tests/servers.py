@@ -1,4 +1,4 @@
-"""Start and stop real Redis and RabbitMQ brokers on loopback, on private ports, in a temp dir.
+"""Start and stop real Redis and RabbitMQ brokers (and Prometheus) on loopback, on private ports, in a temp dir.
 
 Library use::
 
@@ -11,8 +11,9 @@ Command line (used by ``make test``)::
 
     python -m tests.servers run -- CMD ARGS...
 
-starts one Redis and one RabbitMQ, runs CMD with ``EVTOOLS_TEST_REDIS_URL`` and
-``EVTOOLS_TEST_AMQP_URL`` in its environment, stops both servers and removes the temp dir
+starts one Redis, one RabbitMQ and one Prometheus, runs CMD with ``EVTOOLS_TEST_REDIS_URL``,
+``EVTOOLS_TEST_AMQP_URL``, ``EVTOOLS_TEST_PROMETHEUS_URL`` and
+``EVTOOLS_TEST_PROMETHEUS_TARGETS`` (its file_sd folder) in its environment, stops the servers and removes the temp dir
 whatever happens, and exits with CMD's exit code.
 
 Every server runs in its own session (process group), so ``kill()`` takes all of it down.
@@ -42,6 +43,7 @@ RABBIT_BIN = Path(os.environ.get("EVTOOLS_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 REDIS_START_TIMEOUT = 30.0
 RABBIT_START_TIMEOUT = 150.0
@@ -448,6 +450,61 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SI_KERNEL = 0x80  # si_code of a signal the terminal sent to the whole foreground process group
 
 
+class PrometheusServer(BrokerServer):
+    """A Prometheus server on 127.0.0.1:port scraping every second what ``targets/`` lists.
+
+    Tests add a scrape target by writing a file_sd JSON file into :attr:`targets_dir`
+    (:meth:`scrape`); Prometheus notices within a second or two.
+    """
+
+    name = "prometheus"
+    start_timeout = 60.0
+    stop_timeout = 15.0
+
+    @property
+    def url(self) -> str:
+        """The HTTP API's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def targets_dir(self) -> Path:
+        """Where file_sd target files go."""
+        return self.workdir / "targets"
+
+    def _prepare(self) -> None:
+        """Write prometheus.yml: one job, 1 s scrapes, targets from targets/*.json."""
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: evtools-celery\n    file_sd_configs:\n"
+            f"      - files: ['{self.targets_dir}/*.json']\n        refresh_interval: 1s\n")
+
+    def _command(self) -> list[str]:
+        """prometheus in the foreground with its data in the work dir."""
+        return [PROMETHEUS, f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Poll /-/ready until it answers 200."""
+        import urllib.request
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ServerError(f"prometheus on port {self.port} not ready within {self.start_timeout:.0f} s")
+
+    def _graceful_stop(self) -> None:
+        """SIGTERM: Prometheus shuts down cleanly."""
+        assert self.proc is not None
+        self.proc.terminate()
+
+
 class _Interrupted(BaseException):
     """Raised by our signal handler while the servers are starting."""
 
@@ -496,12 +553,17 @@ def run(cmd: list[str], grace: float = 60.0) -> int:
     status = 1
     old_handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        for server in (RedisServer(free_port(), tmp / "redis"), RabbitServer(free_port(), tmp / "rabbitmq")):
+        for server in (RedisServer(free_port(), tmp / "redis"), RabbitServer(free_port(), tmp / "rabbitmq"),
+                       PrometheusServer(free_port(), tmp / "prometheus")):
             servers.append(server)
             server.start()
             _say(f"{server.name} up on 127.0.0.1:{server.port} in {server.startup_seconds:.1f} s")
+        prometheus = servers[2]
+        assert isinstance(prometheus, PrometheusServer)
         env = {**os.environ, "EVTOOLS_TEST_REDIS_URL": servers[0].url,
-               "EVTOOLS_TEST_AMQP_URL": servers[1].url}
+               "EVTOOLS_TEST_AMQP_URL": servers[1].url,
+               "EVTOOLS_TEST_PROMETHEUS_URL": prometheus.url,
+               "EVTOOLS_TEST_PROMETHEUS_TARGETS": str(prometheus.targets_dir)}
         child = subprocess.Popen(cmd, env=env)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         status = _wait_for_child(child, grace)

@@ -157,6 +157,42 @@ EXTRA_SECTIONS: Mapping[str, tuple[Section, ...]] = MappingProxyType({
                       "broker_url of the -A app.",
                 items=_FS_BROKER_VARS),
     ),
+    "evtools-exporter": (
+        Section("METRICS", intro="celery-exporter's families, with its names, labels and help "
+                                 "texts (the prefix is --metric-prefix, celery_ by default):",
+                items=(
+                    ("celery_task_*_total", "Counters sent, received, started, succeeded, "
+                     "failed, rejected, revoked and retried: task events by name, hostname (the part after @) and "
+                     "queue_name; failed adds exception (the class name). Every counter but "
+                     "sent is zero-filled for a label set on any task event."),
+                    ("celery_task_runtime, celery_task_queue_wait_time",
+                     "Histograms of runtime (--buckets) and of the wait from task-sent (or the "
+                     "ETA) to task-started (--queue-wait-buckets)."),
+                    ("celery_worker_up, celery_worker_tasks_active",
+                     "Per hostname, from worker-online, worker-heartbeat and worker-offline, "
+                     "and --worker-timeout; series of a silent worker are removed after "
+                     "--purge-offline-worker-metrics."),
+                    ("celery_queue_length, celery_active_{consumer,worker,process}_count",
+                     "Per queue_name, measured every --refresh-interval in the background "
+                     "(Redis lengths include priority sub-queues); a scrape never waits."),
+                    ("evtools_*", "The exporter's own health: events received by type, dropped "
+                                  "by kind, broker connected, reconnects, seconds since the "
+                                  "last event, event lag, series sent to the overflow series."),
+                )),
+        Section("ENDPOINTS", items=(
+            ("/metrics", "Prometheus text format, or OpenMetrics when the Accept header asks "
+                         "for application/openmetrics-text."),
+            ("/health", "200 while connected to the broker (and, with --health-max-silence, "
+                        "while events keep arriving); 503 with the reason otherwise."),
+            ("/", "A page linking to both."),
+        )),
+        _EXIT_STATUS,
+        Section("ENVIRONMENT",
+                intro="Every celery-exporter flag can be given as CE_ and its name in capitals "
+                      "with underscores (CE_BROKER_URL, CE_PORT, CE_STATIC_LABEL='a=1 b=2'); "
+                      "a flag on the command line wins.",
+                items=_BROKER_VARS),
+    ),
     "evtools-control": (
         _CONTROL_EXIT_STATUS,
         Section("ENVIRONMENT",

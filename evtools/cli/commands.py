@@ -17,7 +17,8 @@ from ..snapshot import run_camera
 from ..source import LiveSource, ReplaySource
 from ..state import State
 
-__all__ = ("run_dump", "run_demo", "run_camera", "start_camera", "run_monitor", "make_source")
+__all__ = ("run_dump", "run_demo", "run_camera", "start_camera", "run_monitor", "make_source",
+           "start_exporter")
 
 Status = Callable[[str], None]
 
@@ -140,3 +141,38 @@ def run_monitor(settings: Settings | None, replay: IO[str] | None = None, speed:
             return run_top(state, source, settings)
         except KeyboardInterrupt:
             return 0
+
+
+def start_exporter(settings: Settings, config: Any, serve: Any, detach: bool = False,
+                   daemon_options: Any = None, loglevel: str | None = None,
+                   status: Status = print) -> int:
+    """Run ``evtools exporter`` in the foreground, or as a daemon when ``detach``."""
+    from ..errors import MissingDependency
+    try:
+        from ..exporter.service import Exporter
+    except ImportError as exc:
+        raise MissingDependency(f"the exporter needs prometheus-client ({exc.name} is missing): "
+                                "pip install 'evtools[prometheus]'") from None
+    from ..daemon import PidFile, detach as daemonize
+    from ..logsetup import setup_logging
+
+    def run(started: Callable[[], None] | None = None) -> int:
+        set_process_title("exporter", prefix="evtools exporter")
+        exporter = Exporter(settings, config, serve)
+        status(f"-> evtools exporter: serving http://{serve.host}:{exporter.server.port}/metrics, "
+               f"events from {safe_url(settings.broker_url)}")
+        return run_until_stopped(lambda: exporter.run(started), on_stop=exporter.stop)
+
+    if not detach:
+        if daemon_options is not None and daemon_options.pidfile:
+            with PidFile(daemon_options.pidfile).acquire():
+                return run()
+        return run()
+    if daemon_options.uid is not None or daemon_options.gid is not None:
+        _warm_up(settings)
+    handler = setup_logging(loglevel or "INFO", daemon_options.logfile)
+    log_stream = getattr(handler, "stream", None) if daemon_options.logfile else None
+    preserve = [log_stream.fileno()] if log_stream is not None else []
+    import signal
+    ignore = {signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None}
+    return daemonize(daemon_options, run, preserve, log_stream=log_stream, signal_map=ignore)

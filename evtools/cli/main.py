@@ -12,8 +12,8 @@ from .. import __version__
 from ..config import Settings, resolve_settings
 from ..errors import EvtoolsError
 from ..logsetup import setup_logging
-from .options import (broker_options, camera_options, daemon_options, dump_options,
-                      replay_options, watchdog_option)
+from .options import (broker_options, camera_options, celery_exporter_options, daemon_options,
+                      dump_options, exporter_extra_options, replay_options, watchdog_option)
 
 #: Options shared by ``evtools`` and its subcommands; a subcommand's own value wins.
 SHARED = ("broker", "app", "exchange", "queue_prefix", "queue_ttl", "queue_expires", "loglevel")
@@ -199,6 +199,74 @@ def control(ctx: click.Context, command: str, args: tuple[str, ...],
     ctx.exit(run_control(_settings(shared), command, args, destination=destinations,
                          timeout=timeout, json_lines=json_lines, terminate=terminate,
                          signal=signal_name, out=click.echo, status=_status))
+
+
+@main.command(context_settings={"max_content_width": 100})
+@celery_exporter_options
+@exporter_extra_options
+@broker_options
+@daemon_options
+@click.pass_context
+def exporter(ctx: click.Context, **params: Any) -> None:
+    """Serve Prometheus metrics from the event stream: a drop-in celery-exporter.
+
+    Serves /metrics (Prometheus text or OpenMetrics), /health and / on --host:--port, with
+    celery-exporter's metric names, labels, flags and CE_* environment variables, so its
+    dashboards, alerts and recording rules work unchanged. Queue lengths and worker counts
+    are measured in the background: a scrape never waits for the broker.
+
+    \b
+    Examples:
+      evtools exporter --broker-url redis://localhost:6379/0
+      CE_BROKER_URL=amqp://guest@rabbit// evtools exporter --port 9808 -Q celery,priority
+      evtools exporter -b redis:// --max-series 5000 --task-deny 'celery.*'
+      evtools exporter -b redis:// --type 'task-*' --port 9808    # two exporters split
+      evtools exporter -b redis:// --type 'worker-*' --port 9809  # one cluster's stream
+    """
+    from ..daemon import DaemonOptions, parse_gid, parse_uid, parse_umask
+    from ..exporter.config import ExporterConfig
+    from ..exporter.service import ServeOptions
+    given = {key: params.pop(key) for key in SHARED if key in params}
+    if params["broker_url"]:
+        given["broker"] = params["broker_url"]
+    shared = _shared(ctx, given)
+    if params["broker_ssl_option"]:
+        raise click.UsageError("--broker-ssl-option is not supported yet: use an amqps:// or "
+                               "rediss:// URL with its query options")
+    if params["accept_content"] and set(_comma(params["accept_content"])) - {"json", "application/json"}:
+        _status("-> evtools exporter: only JSON events are decoded; others are counted as dropped")
+    detach = params["detach"]
+    if not detach:
+        setup_logging(params["log_level"], params["logfile"])
+    settings = _settings(shared)
+    if params["broker_transport_option"]:
+        settings = settings.replace(broker_transport_options={
+            **settings.broker_transport_options, **params["broker_transport_option"]})
+    config = ExporterConfig(
+        buckets=params["buckets"], queue_wait_buckets=params["queue_wait_buckets"],
+        worker_timeout=params["worker_timeout"],
+        purge_offline_after=params["purge_offline_worker_metrics"],
+        generic_hostname_task_sent=params["generic_hostname_task_sent_metric"],
+        generic_hostname_worker_task=params["generic_hostname_worker_task_metric"],
+        default_queue_name=params["default_queue_name"], metric_prefix=params["metric_prefix"],
+        static_labels=tuple(params["static_label"].items()), queues=params["queues"],
+        task_allow=params["task_allow"], task_deny=params["task_deny"],
+        hostname_rewrite=params["hostname_rewrite"], max_series_per_family=params["max_series"],
+        types=params["types"])
+    serve = ServeOptions(host=params["host"], port=params["port"],
+                         health_max_silence=params["health_max_silence"],
+                         refresh_interval=params["refresh_interval"])
+    uid_number = parse_uid(params["uid"])
+    options = DaemonOptions(pidfile=params["pidfile"], logfile=params["logfile"], uid=uid_number,
+                            gid=parse_gid(params["gid"], uid_number),
+                            umask=parse_umask(params["umask"]), workdir=params["workdir"] or "/")
+    from .commands import start_exporter
+    start_exporter(settings, config, serve, detach=detach, daemon_options=options,
+                   loglevel=params["log_level"], status=_status)
+
+
+def _comma(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -103,3 +103,130 @@ daemon_options = _apply([
     click.option("--umask", metavar="OCTAL", default=None, help="Daemon: file creation mask (0)."),
     click.option("--workdir", metavar="DIR", default=None, help="Daemon: working directory (/)."),
 ])
+
+
+# -- evtools exporter: celery-exporter's flags, with its CE_* environment variables ----------
+
+def _comma_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _buckets(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        bounds = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give numbers separated by commas") from None
+    if not bounds:
+        raise click.BadParameter("give at least one bucket bound")
+    return bounds
+
+
+def parse_option_value(value: str) -> Any:
+    """A KEY=VALUE option's value: JSON when it parses (5, true, {"a": 1}), else the text."""
+    import json
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _key_values(ctx: click.Context, param: click.Parameter,
+                values: tuple[str, ...]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE")
+        result[key.strip()] = (value if param.name == "static_label"
+                               else parse_option_value(value))
+    return result
+
+
+def _ce(name: str) -> str:
+    return f"CE_{name.upper()}"
+
+
+#: Every flag celery-exporter has, under its name and its CE_* environment variable.
+celery_exporter_options = _apply([
+    click.option("--broker-url", envvar=_ce("broker_url"), metavar="URL", default=None,
+                 help="The broker, e.g. redis://1.2.3.4:6379/0 (same as -b). [env: CE_BROKER_URL]"),
+    click.option("--broker-transport-option", envvar=_ce("broker_transport_option"),
+                 metavar="KEY=VALUE", multiple=True, callback=_key_values,
+                 help="A kombu transport option, e.g. visibility_timeout=18000 or "
+                      "priority_steps='[0,5]'; values are read as JSON when they parse. "
+                      "Repeatable."),
+    click.option("--broker-ssl-option", envvar=_ce("broker_ssl_option"), metavar="KEY=VALUE",
+                 multiple=True, callback=_key_values,
+                 help="A broker TLS option (certfile=...): not supported yet, refused with a message; "
+                      "use an amqps:// or rediss:// URL meanwhile."),
+    click.option("--accept-content", envvar=_ce("accept_content"), metavar="LIST", default=None,
+                 help="Accepted content types, e.g. json. evtools decodes JSON events only; "
+                      "others are counted as dropped."),
+    click.option("--retry-interval", envvar=_ce("retry_interval"), type=click.FloatRange(min=0),
+                 default=0, show_default=True, metavar="SECONDS",
+                 help="Accepted for compatibility: evtools always reconnects, with backoff."),
+    click.option("--host", envvar=_ce("host"), default="0.0.0.0", show_default=True,
+                 help="Address to listen on."),
+    click.option("--port", envvar=_ce("port"), type=click.IntRange(0, 65535), default=9808,
+                 show_default=True, help="Port to listen on (0: any free port)."),
+    click.option("--buckets", envvar=_ce("buckets"), callback=_buckets, metavar="LIST",
+                 default="0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1.0,2.5,5.0,7.5,10.0",
+                 help="Bucket bounds of celery_task_runtime, in seconds. Default: "
+                      "prometheus_client's, 0.005, 0.01, 0.025, ... 5.0, 7.5, 10.0."),
+    click.option("--queue-wait-buckets", envvar=_ce("queue_wait_buckets"), callback=_buckets,
+                 metavar="LIST", default="0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300,600,1800",
+                 help="Bucket bounds of celery_task_queue_wait_time, in seconds (needs "
+                      "task_send_sent_event on the clients). Default: 0.05, 0.1, 0.25, 0.5, 1, "
+                      "2.5, 5, 10, 30, 60, 120, 300, 600, 1800."),
+    click.option("--log-level", envvar=_ce("log_level"), type=LogLevel(), default="INFO",
+                 show_default=True, help="Logging level."),
+    click.option("--worker-timeout", envvar=_ce("worker_timeout"), type=click.FloatRange(min=0),
+                 default=300, show_default=True, metavar="SECONDS",
+                 help="A worker without a heartbeat for this long is down (0: never)."),
+    click.option("--purge-offline-worker-metrics", envvar=_ce("purge_offline_worker_metrics"),
+                 type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
+                 help="Remove a silent worker's series after this long (0: never)."),
+    click.option("--generic-hostname-task-sent-metric",
+                 envvar=_ce("generic_hostname_task_sent_metric"), is_flag=True,
+                 help='Label celery_task_sent_total with hostname="generic", not the client.'),
+    click.option("--generic-hostname-worker-task-metric",
+                 envvar=_ce("generic_hostname_worker_task_metric"), is_flag=True,
+                 help='Label the other task counters and histograms with hostname="generic".'),
+    click.option("-Q", "--queues", envvar=_ce("queues"), callback=_comma_list, metavar="LIST",
+                 default=None,
+                 help="Comma-separated queues whose gauges exist before a worker consumes them."),
+    click.option("--metric-prefix", envvar=_ce("metric_prefix"), default="celery_",
+                 show_default=True, help="Prefix of celery-exporter's metric names."),
+    click.option("--default-queue-name", envvar=_ce("default_queue_name"), default="celery",
+                 show_default=True,
+                 help="queue_name of tasks whose task-sent was not seen (task_default_queue)."),
+    click.option("--static-label", envvar=_ce("static_label"), metavar="NAME=VALUE",
+                 multiple=True, callback=_key_values,
+                 help="A label added to every celery_* series. Repeatable."),
+])
+
+#: What evtools' exporter adds: health, cardinality controls, splitting a stream.
+exporter_extra_options = _apply([
+    click.option("--health-max-silence", envvar="EVTOOLS_HEALTH_MAX_SILENCE",
+                 type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+                 help="/health fails when no event arrived for this long (0: only the broker "
+                      "connection counts)."),
+    click.option("--refresh-interval", type=click.FloatRange(min=0.1), default=10.0,
+                 show_default=True, metavar="SECONDS",
+                 help="Seconds between two measurements of queue lengths and worker counts "
+                      "(in the background: scrapes never wait for the broker)."),
+    click.option("--task-allow", "task_allow", metavar="GLOB", multiple=True,
+                 help="Only count tasks whose name matches (proj.billing.*). Repeatable."),
+    click.option("--task-deny", "task_deny", metavar="GLOB", multiple=True,
+                 help="Never count tasks whose name matches. Repeatable."),
+    click.option("--hostname-rewrite", nargs=2, metavar="REGEX REPLACEMENT", default=None,
+                 help="Rewrite every hostname label with re.sub, e.g. "
+                      "'^(worker)-[a-z0-9]+$' '\\1' folds pod names."),
+    click.option("--max-series", "max_series", type=click.IntRange(min=0), default=0,
+                 metavar="N",
+                 help="At most N series per family; further label sets go to one series "
+                      'labelled "__overflow__" and are counted (0: no cap).'),
+    click.option("--type", "types", metavar="GLOB", multiple=True,
+                 help="Count only events of these types (task-succeeded, task-f*), to split "
+                      "one cluster's stream across exporters. Repeatable."),
+])

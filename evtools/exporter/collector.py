@@ -1,0 +1,183 @@
+"""A prometheus_client collector that formats the aggregates at scrape time.
+
+Only prometheus_client's public API is used: metric families yielded from ``collect()``.
+Nothing is computed here that could wait on the broker: a scrape reads memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, Metric)
+
+from .aggregates import LAG_BUCKETS, CeleryMetrics, Histogram, Snapshot
+
+__all__ = ("CeleryCollector", "FAMILY_HELP", "go_float")
+
+#: Each task counter's help text, as celery-exporter words it.
+FAMILY_HELP = {
+    "task-sent": "Sent when a task message is published.",
+    "task-received": "Sent when the worker receives a task.",
+    "task-started": "Sent just before the worker executes the task.",
+    "task-succeeded": "Sent if the task executed successfully.",
+    "task-failed": "Sent if the execution of the task failed.",
+    "task-rejected": "The task was rejected by the worker, possibly to be re-queued or moved "
+                     "to a dead letter queue.",
+    "task-revoked": "Sent if the task has been revoked.",
+    "task-retried": "Sent if the task failed, but will be retried in the future.",
+}
+
+
+def go_float(value: float) -> str:
+    """Format a bucket bound as Prometheus clients do (``+Inf``, ``0.005``, ``1.0``)."""
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    text = repr(float(value))
+    dot = text.find(".")
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return text
+
+
+def _buckets(histogram: Histogram, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    cumulative, rows = 0, []
+    for bound, count in zip(bounds, histogram.counts, strict=False):
+        cumulative += count
+        rows.append((go_float(bound), cumulative))
+    return rows
+
+
+class CeleryCollector:
+    """Yields celery-exporter's families (and evtools' own) from a :class:`CeleryMetrics`.
+
+    ``source`` is the event source whose health is reported under ``evtools_``: anything with
+    ``connected`` (a threading.Event), ``reconnects`` and ``receiver.dropped`` (a LiveSource).
+    """
+
+    def __init__(self, metrics: CeleryMetrics, source: Any = None) -> None:
+        self.metrics = metrics
+        self.source = source
+        config = metrics.config
+        self.prefix = config.metric_prefix
+        self.static_names = [name for name, _ in config.static_labels]
+        self.static_values = [value for _, value in config.static_labels]
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: families are only known at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every family from one consistent snapshot."""
+        snap = self.metrics.snapshot()
+        yield from self._task_families(snap)
+        yield from self._worker_families(snap)
+        yield from self._self_families(snap)
+
+    # -- celery-exporter's families ----------------------------------------------------------
+
+    def _task_families(self, snap: Snapshot) -> Iterator[Metric]:
+        prefix, static_names, static_values = self.prefix, self.static_names, self.static_values
+        for event_type, series in snap.counters.items():
+            family = event_type.replace("-", "_")
+            labels = (["name", "hostname", "exception", "queue_name"] if event_type == "task-failed"
+                      else ["name", "hostname", "queue_name"])
+            metric = CounterMetricFamily(f"{prefix}{family}", FAMILY_HELP[event_type],
+                                         labels=labels + static_names)
+            created = snap.created[event_type]
+            for key, value in series.items():
+                metric.add_metric([*key, *static_values], value, created=created.get(key))
+            yield metric
+        config = self.metrics.config
+        for name, help_text, series, bounds in (
+                ("task_runtime", "Histogram of task runtime measurements.", snap.runtime,
+                 config.buckets),
+                ("task_queue_wait_time", "Histogram of the time tasks spend waiting in the queue "
+                 "before being executed, excluding deliberate ETA/countdown delay.",
+                 snap.queue_wait, config.queue_wait_buckets)):
+            metric = HistogramMetricFamily(f"{prefix}{name}", help_text,
+                                           labels=["name", "hostname", "queue_name", *static_names])
+            for key, histogram in series.items():
+                metric.add_metric([*key, *static_values], _buckets(histogram, bounds),
+                                  histogram.total)
+            yield metric
+
+    def _gauge(self, name: str, help_text: str, label: str,
+               values: dict[str, float]) -> GaugeMetricFamily:
+        metric = GaugeMetricFamily(f"{self.prefix}{name}", help_text,
+                                   labels=[label, *self.static_names])
+        for key, value in values.items():
+            metric.add_metric([key, *self.static_values], value)
+        return metric
+
+    def _worker_families(self, snap: Snapshot) -> Iterator[Metric]:
+        yield self._gauge("worker_up", "Indicates if a worker has recently sent a heartbeat.",
+                          "hostname", snap.worker_up)
+        yield self._gauge("worker_tasks_active",
+                          "The number of tasks the worker is currently processing",
+                          "hostname", snap.worker_active)
+        broker = snap.broker
+        yield self._gauge("queue_length", "The number of message in broker queue.",
+                          "queue_name", broker.queue_length)
+        yield self._gauge("active_consumer_count",
+                          "The number of active consumer in broker queue.", "queue_name",
+                          broker.consumer_count)
+        yield self._gauge("active_worker_count", "The number of active workers in broker queue.",
+                          "queue_name", broker.worker_count)
+        yield self._gauge("active_process_count",
+                          "The number of active processes in broker queue.", "queue_name",
+                          broker.process_count)
+
+    # -- evtools' own ------------------------------------------------------------------------
+
+    def _self_families(self, snap: Snapshot) -> Iterator[Metric]:
+        events = CounterMetricFamily("evtools_events_received", "Events received, by type.",
+                                     labels=["type"])
+        for event_type, count in sorted(snap.events_by_type.items()):
+            events.add_metric([event_type], count)
+        yield events
+        dropped_counts = dict(snap.dropped)
+        source = self.source
+        receiver = getattr(source, "receiver", None)
+        for kind, count in dict(getattr(receiver, "dropped", None) or {}).items():
+            dropped_counts[kind] = dropped_counts.get(kind, 0) + count
+        dropped = CounterMetricFamily("evtools_events_dropped",
+                                      "Events not used (malformed, incomplete, filtered), by kind.",
+                                      labels=["kind"])
+        for kind, count in sorted(dropped_counts.items()):
+            dropped.add_metric([kind], count)
+        yield dropped
+        overflow = CounterMetricFamily(
+            "evtools_series_overflow",
+            "Label sets sent to the overflow series because a family reached its series cap.",
+            labels=["family"])
+        for family, count in sorted(snap.overflow.items()):
+            overflow.add_metric([family], count)
+        yield overflow
+        if source is not None:
+            connected = getattr(source, "connected", None)
+            yield GaugeMetricFamily("evtools_broker_connected",
+                                    "1 while the event consumer is connected to the broker.",
+                                    value=1.0 if connected is not None and connected.is_set() else 0.0)
+            yield CounterMetricFamily("evtools_broker_reconnects",
+                                      "Times the broker connection was lost and retried.",
+                                      value=float(getattr(source, "reconnects", 0)))
+        if snap.last_event_at is not None:
+            yield GaugeMetricFamily("evtools_seconds_since_last_event",
+                                    "Seconds since the last event arrived.",
+                                    value=max(0.0, snap.taken_at - snap.last_event_at))
+        if snap.broker.refreshed_at is not None:
+            yield GaugeMetricFamily("evtools_broker_gauges_age_seconds",
+                                    "Seconds since the queue and worker gauges were measured.",
+                                    value=max(0.0, snap.taken_at - snap.broker.refreshed_at))
+        lag = HistogramMetricFamily("evtools_event_lag_seconds",
+                                    "Seconds between an event's timestamp and its arrival here.")
+        lag.add_metric([], _buckets(snap.lag, LAG_BUCKETS), snap.lag.total)
+        yield lag
