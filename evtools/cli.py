@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import Settings, resolve_settings
+from .config import Settings, parse_key_values, resolve_settings
 from .errors import EvtoolsError
 from .logsetup import setup_logging
 from .options import (broker_options, camera_options, daemon_options, dump_options,
@@ -17,6 +17,9 @@ from .options import (broker_options, camera_options, daemon_options, dump_optio
 
 #: Options shared by ``evtools`` and its subcommands; a subcommand's own value wins.
 SHARED = ("broker", "app", "exchange", "queue_prefix", "queue_ttl", "queue_expires", "loglevel")
+
+#: Repeatable options given to ``evtools`` and to its subcommand: both count, the latter last.
+SHARED_REPEATABLE = ("transport_options", "ssl_options")
 
 
 class EvtoolsGroup(click.Group):
@@ -32,12 +35,19 @@ class EvtoolsGroup(click.Group):
 
 def _shared(ctx: click.Context, given: dict[str, Any]) -> dict[str, Any]:
     parent = ctx.find_root().params
-    return {key: given.get(key) if given.get(key) is not None else parent.get(key)
-            for key in SHARED}
+    shared = {key: given.get(key) if given.get(key) is not None else parent.get(key)
+              for key in SHARED}
+    for key in SHARED_REPEATABLE:
+        shared[key] = tuple(parent.get(key) or ()) + tuple(given.get(key) or ())
+    return shared
 
 
 def _settings(shared: dict[str, Any], default_broker: str | None = None) -> Settings:
     return resolve_settings(shared["broker"] or default_broker, app=shared["app"],
+                            transport_options=parse_key_values(
+                                shared["transport_options"], "--broker-transport-option"),
+                            ssl_options=parse_key_values(shared["ssl_options"],
+                                                         "--broker-ssl-option"),
                             event_exchange=shared["exchange"],
                             event_queue_prefix=shared["queue_prefix"],
                             event_queue_ttl=shared["queue_ttl"],

@@ -47,6 +47,16 @@ broker_options = _apply([
                  help="Message TTL of the receiver's queue (event_queue_ttl, default 5)."),
     click.option("--queue-expires", metavar="SECONDS", type=float, default=None,
                  help="Expiry of the receiver's queue once unused (event_queue_expires, default 60)."),
+    click.option("--broker-transport-option", "transport_options", metavar="KEY=VALUE",
+                 multiple=True,
+                 help="A kombu transport option (Celery's broker_transport_options); repeatable. "
+                      "VALUE is read as JSON when it parses: master_name=mymaster, "
+                      "sentinel_kwargs='{\"password\": \"x\"}'. Also "
+                      "$EVTOOLS_BROKER_TRANSPORT_OPTIONS (a JSON object or KEY=VALUE;...)."),
+    click.option("--broker-ssl-option", "ssl_options", metavar="KEY=VALUE", multiple=True,
+                 help="A TLS option (Celery's broker_use_ssl); repeatable: ssl_cert_reqs=required, "
+                      "ssl_ca_certs=ca.pem, ssl_certfile=client.pem, ssl_keyfile=client.key. "
+                      "Also $EVTOOLS_BROKER_SSL_OPTIONS."),
     click.option("-l", "--loglevel", type=LogLevel(), default=None,
                  help="Logging level: DEBUG, INFO, WARNING (default), ERROR, CRITICAL."),
 ])
