@@ -18,8 +18,9 @@ BASHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 
-# Packages the tests need from the system: real brokers, tmux (evtop tests) and man (man page).
-APT_PACKAGES := redis-server rabbitmq-server tmux man-db zsh fish
+# Packages the tests need from the system: real brokers, tmux (evtop tests), man (man page) and
+# openssl (certificates for the TLS Redis and RabbitMQ; redis-server also runs the Sentinel).
+APT_PACKAGES := redis-server rabbitmq-server tmux man-db zsh fish openssl
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 # Use sudo only when not root and sudo exists.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
@@ -42,11 +43,12 @@ $(VENV)/.installed: pyproject.toml
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
 # (policy-rc.d usually prevents it); if the install started one anyway, it is stopped again.
 # Tests never use the default ports, so a system broker that keeps running does no harm.
-system-deps: ## install redis-server, rabbitmq-server, tmux and man with apt-get if missing
+system-deps: ## install redis-server, rabbitmq-server, tmux, man and openssl with apt-get if missing
 	@if command -v redis-server >/dev/null 2>&1 && [ -x $(RABBITMQ_SERVER) ] \
 	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1 \
-	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then \
-	    echo "system-deps: redis-server, rabbitmq-server, tmux, man, zsh and fish are installed"; \
+	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1 \
+	    && command -v openssl >/dev/null 2>&1; then \
+	    echo "system-deps: redis-server, rabbitmq-server, tmux, man, zsh, fish and openssl are installed"; \
 	else \
 	    set -e; \
 	    new=""; \
@@ -75,7 +77,7 @@ demo: venv ## watch a simulated Celery cluster on the embedded broker (no server
 	    $(PY) -m evtools events -b filesystem:// --dump; \
 	fi
 
-test: system-deps venv ## run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...)
+test: system-deps venv ## run the tests against private Redis, RabbitMQ, TLS and Sentinel servers (PYTEST_ARGS=...)
 	$(PY) -m tests.servers run -- $(PY) -m pytest $(PYTEST_ARGS)
 
 $(BENCH_VENV)/.installed: pyproject.toml
