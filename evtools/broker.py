@@ -161,7 +161,7 @@ def _wants_tls(scheme: str, use_ssl: Any) -> bool:
 
 def _read_ahead_transport(scheme: str, tls: bool) -> Any:
     """Our read-ahead transport for ``scheme``, or None where kombu's own is used."""
-    if scheme not in AMQP_SCHEMES and scheme != "redis":
+    if scheme not in AMQP_SCHEMES | {"amqps", "redis", "rediss"}:
         return None
     if tls:
         # TLS: the read-ahead transports read plain sockets; kombu's own transport reads TLS.
