@@ -80,7 +80,10 @@ def test_tls_options_from_the_environment_work_too(rediss_url, tls_dir):
 
 
 @pytest.mark.parametrize("server, options, expected", [
-    ("rediss_url", lambda d: redis_options(d, client_cert=False), "certificate required"),
+    # TLS 1.3: the server's "certificate required" alert may come before or after our first
+    # write; after it, the client only sees the connection end
+    ("rediss_url", lambda d: redis_options(d, client_cert=False),
+     ("certificate required", "eof occurred in violation of protocol")),
     ("rediss_url", lambda d: {"ssl_cert_reqs": "required", "ssl_certfile": str(d / "client.pem"),
                               "ssl_keyfile": str(d / "client.key")}, "certificate verify failed"),
     ("amqps_url", lambda d: {"cert_reqs": "required"}, "certificate verify failed"),
@@ -93,7 +96,8 @@ def test_a_tls_refusal_is_one_line(server, options, expected, tls_dir, request):
     lines = [line for line in done.stderr.splitlines()
              if not line.startswith("-> ") and "kombu.connection" not in line]
     assert len(lines) == 1 and lines[0].startswith("evtools: cannot connect to "), done.stderr
-    assert expected in lines[0].lower()
+    expected = (expected,) if isinstance(expected, str) else expected
+    assert any(reason in lines[0].lower() for reason in expected), lines[0]
 
 
 @pytest.mark.celery
