@@ -27,8 +27,9 @@ ZSHCOMPDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR  = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 
 # Packages the tests need from the system: real brokers, Prometheus (exporter tests), tmux (evtop
-# tests) and man (man page).
-APT_PACKAGES := redis-server rabbitmq-server prometheus tmux man-db zsh fish
+# tests), man (man page) and openssl (certificates for the TLS Redis and RabbitMQ; redis-server
+# also runs the Sentinel).
+APT_PACKAGES := redis-server rabbitmq-server prometheus tmux man-db zsh fish openssl
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 # Use sudo only when not root and sudo exists.
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
@@ -59,12 +60,13 @@ $(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
 # (policy-rc.d usually prevents it); if the install started one anyway, it is stopped again.
 # Tests never use the default ports, so a system broker that keeps running does no harm.
-system-deps: ## install redis-server, rabbitmq-server, prometheus, tmux and man with apt-get if missing
+system-deps: ## install redis-server, rabbitmq-server, prometheus, tmux, man and openssl with apt-get if missing
 	@if command -v redis-server >/dev/null 2>&1 && [ -x $(RABBITMQ_SERVER) ] \
 	    && command -v prometheus >/dev/null 2>&1 \
 	    && command -v tmux >/dev/null 2>&1 && command -v man >/dev/null 2>&1 \
-	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then \
-	    echo "system-deps: redis-server, rabbitmq-server, prometheus, tmux, man, zsh and fish are installed"; \
+	    && command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1 \
+	    && command -v openssl >/dev/null 2>&1; then \
+	    echo "system-deps: redis-server, rabbitmq-server, prometheus, tmux, man, zsh, fish and openssl are installed"; \
 	else \
 	    set -e; \
 	    new=""; \
@@ -93,8 +95,6 @@ demo: venv ## watch a simulated Celery cluster on the embedded broker (no server
 	    $(PY) -m evtools events -b filesystem:// --dump; \
 	fi
 
-# One pair of brokers for both legs: the suite on today's versions, then the broker tests on
-# the oldest ones (a couple of minutes).
 # The public modules, those that mirror celery.events, are type-checked.
 MYPY_MODULES := evtools/__init__.py evtools/states.py evtools/event.py evtools/state.py \
                 evtools/receiver.py evtools/dispatcher.py evtools/snapshot.py
@@ -104,11 +104,12 @@ lint: venv ## ruff, the import layers (lint-imports) and mypy on the public modu
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy $(MYPY_MODULES)
 
-test: system-deps venv venv-oldest lint ## lint, then run the test suite against a private Redis and RabbitMQ (PYTEST_ARGS=...), then the broker tests on the oldest versions (OLDEST_ARGS=...)
+# One set of servers for both legs: the suite on today's versions, then the broker tests on
+# the oldest ones (a couple of minutes).
+test: system-deps venv venv-oldest lint ## lint, then the tests against private Redis, RabbitMQ, TLS, Sentinel and Prometheus servers (PYTEST_ARGS=...), then the broker tests on the oldest versions (OLDEST_ARGS=...)
 	$(PY) -m tests.servers run -- sh -c '$(PY) -m pytest $(PYTEST_ARGS) \
 	    && echo "== the broker tests on the oldest supported versions ($(OLDEST_VENV)) ==" \
 	    && $(OLDEST_PY) -m pytest $(OLDEST_ARGS) $(OLDEST_TESTS)'
-
 
 # The differential test of the State against Celery's with random (not the fixed) examples.
 FUZZ_EXAMPLES ?= 2000

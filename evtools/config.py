@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import AppImportError, ConfigurationError
 
-__all__ = ("Settings", "DEFAULT_BROKER_URL", "BROKER_ENV_VARS", "load_app", "resolve_settings")
+__all__ = ("Settings", "DEFAULT_BROKER_URL", "BROKER_ENV_VARS", "TRANSPORT_OPTIONS_ENV_VAR",
+           "SSL_OPTIONS_ENV_VAR", "load_app", "parse_key_values", "resolve_settings")
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
 
 #: Environment variables naming the broker, in the order they are consulted.
 BROKER_ENV_VARS = ("EVTOOLS_BROKER_URL", "CELERY_BROKER_URL")
+
+#: Environment variables holding broker transport and TLS options (a JSON object, or
+#: ``KEY=VALUE`` entries separated by newlines or ``;``).
+TRANSPORT_OPTIONS_ENV_VAR = "EVTOOLS_BROKER_TRANSPORT_OPTIONS"
+SSL_OPTIONS_ENV_VAR = "EVTOOLS_BROKER_SSL_OPTIONS"
 
 
 @dataclasses.dataclass(slots=True)
@@ -33,6 +40,8 @@ class Settings:
     event_serializer: str = "json"
     control_exchange: str = "celery"
     broker_transport_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: TLS: ``None`` (as the URL says), ``True`` (TLS with defaults) or kombu's ``ssl`` options.
+    broker_use_ssl: bool | dict[str, Any] | None = None
     #: Where ``broker_url`` came from: "argument", an environment variable, "app" or "default".
     broker_url_source: str = "default"
 
@@ -53,7 +62,7 @@ class Settings:
 _APP_SETTINGS = (
     "event_exchange", "event_queue_prefix", "event_queue_ttl", "event_queue_expires",
     "event_queue_exclusive", "event_queue_durable", "event_serializer", "control_exchange",
-    "broker_transport_options",
+    "broker_transport_options", "broker_use_ssl",
 )
 
 
@@ -105,11 +114,64 @@ def _settings_from_app(app: Any) -> dict[str, Any]:
     return found
 
 
+def _option_value(text: str) -> Any:
+    """A value as JSON when it parses (``3``, ``true``, ``{"a": 1}``), else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_key_values(items: Iterable[str], what: str) -> dict[str, Any]:
+    """Turn ``KEY=VALUE`` strings into a dict; raise :class:`ConfigurationError` naming a bad one."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise ConfigurationError(f"{what}: expected KEY=VALUE (e.g. master_name=mymaster), "
+                                     f"got {item!r}")
+        options[key] = _option_value(value.strip())
+    return options
+
+
+def options_from_environment(var: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Options in environment variable ``var``: a JSON object, or ``KEY=VALUE`` entries."""
+    text = environ.get(var, "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"${var} is not a valid JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"${var} must be a JSON object")
+        return value
+    entries = [entry for line in text.splitlines() for entry in line.split(";") if entry.strip()]
+    return parse_key_values(entries, f"${var}")
+
+
+def _merged_options(app_value: Any, env: dict[str, Any], given: Mapping[str, Any] | None,
+                    name: str) -> Any:
+    """App options, then the environment's, then the command line's, key by key."""
+    if not env and not given:
+        return app_value
+    if app_value is not None and not isinstance(app_value, (dict, bool)):
+        raise ConfigurationError(f"the app's {name} must be a dict, not {type(app_value).__name__}")
+    base = dict(app_value) if isinstance(app_value, dict) else {}
+    return {**base, **env, **(given or {})}
+
+
 def resolve_settings(broker_url: str | None = None, app: str | Any | None = None,
-                     environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+                     environ: Mapping[str, str] | None = None,
+                     transport_options: Mapping[str, Any] | None = None,
+                     ssl_options: Mapping[str, Any] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings`: explicit ``broker_url``, then the environment, then ``app``, then defaults.
 
     ``app`` may be an app object or a name for :func:`load_app` (Celery is imported only then).
+    ``transport_options`` and ``ssl_options`` (from the command line) are merged, key by key,
+    over the environment's and then the app's ``broker_transport_options``/``broker_use_ssl``.
     ``overrides`` are explicit settings (``event_queue_ttl=...``); ``None`` values are ignored.
     """
     environ = os.environ if environ is None else environ
@@ -125,6 +187,16 @@ def resolve_settings(broker_url: str | None = None, app: str | Any | None = None
     if broker_url:
         values["broker_url"], values["broker_url_source"] = broker_url, "argument"
     values.update({k: v for k, v in overrides.items() if v is not None})
+    merged = _merged_options(values.get("broker_transport_options"),
+                             options_from_environment(TRANSPORT_OPTIONS_ENV_VAR, environ),
+                             transport_options, "broker_transport_options")
+    if merged is not None:
+        values["broker_transport_options"] = merged
+    use_ssl = _merged_options(values.get("broker_use_ssl"),
+                              options_from_environment(SSL_OPTIONS_ENV_VAR, environ),
+                              ssl_options, "broker_use_ssl")
+    if use_ssl is not None:
+        values["broker_use_ssl"] = use_ssl
     try:
         return Settings(**values)
     except TypeError as exc:

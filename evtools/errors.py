@@ -19,6 +19,16 @@ class BrokerError(EvtoolsError):
     """The broker URL is malformed, names an unknown transport, or cannot be reached."""
 
 
+class PermissionRefused(BrokerError):
+    """The broker refused an operation evtools needs (a missing RabbitMQ permission)."""
+
+    exit_code = 2
+
+
+class UnsupportedBroker(ConfigurationError):
+    """A transport that cannot carry Celery events at all (no fanout/topic exchange)."""
+
+
 class AppImportError(ConfigurationError):
     """A Celery app named with ``-A/--app`` cannot be imported."""
 

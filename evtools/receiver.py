@@ -17,9 +17,10 @@ from kombu.clocks import LamportClock
 
 from .config import Settings, resolve_settings
 from .control import broadcast
-from .errors import ConfigurationError, MalformedEvent
+from .errors import ConfigurationError, MalformedEvent, PermissionRefused
 from .event import get_exchange
 from .tz import adjust_timestamp as _adjust_timestamp
+from .transport.broker import access_refused, permission_message
 from .tz import utcoffset
 
 __all__ = ("CLIENT_CLOCK_SKEW", "EventReceiver", "check_event", "decode_body")
@@ -196,6 +197,8 @@ class EventReceiver:
         #: Called each time the consumer is ready (queue bound), before the first wait.
         self.on_ready = on_ready
         self._handler_errors_apart = False
+        #: Times the consumer became ready (to tell a failure before consuming from a loss).
+        self._ready_count = 0
         self._offset = 0.0
         self._offset_expires = 0.0
 
@@ -352,6 +355,7 @@ class EventReceiver:
         try:
             if wakeup:
                 self.wakeup_workers(channel=channel)
+            self._ready_count += 1
             if self.on_ready is not None:
                 self.on_ready()
             yield from self._drain(connection, limit, timeout)
@@ -425,8 +429,14 @@ class EventReceiver:
         errors = connection.connection_errors + connection.channel_errors
         # A handler's own OSError (a closed pipe, a full disk) is not a lost connection.
         self._handler_errors_apart = True
+        failures_before_ready = 0
         try:
             while not self.should_stop:
+                if failures_before_ready > 1:
+                    # failing again before consuming (a missing exchange, a refused queue):
+                    # back off instead of reconnecting in a tight loop
+                    time.sleep(min(interval_max, 0.25 * 2 ** failures_before_ready))
+                ready_count = self._ready_count
                 try:
                     connection.ensure_connection(errback=on_connection_error, max_retries=None,
                                                  interval_start=1, interval_step=2,
@@ -437,11 +447,33 @@ class EventReceiver:
                 except errors as exc:
                     if self.should_stop:
                         return
+                    if self._permission_refused(exc):
+                        self._reset_connection()
+                        continue
+                    failures_before_ready = (failures_before_ready + 1
+                                             if ready_count == self._ready_count else 1)
                     if on_connection_lost is not None:
                         on_connection_lost(exc)
                     self._reset_connection()
         finally:
             self._handler_errors_apart = False
+
+    def _permission_refused(self, exc: Exception) -> bool:
+        """On a missing permission: use the exchange undeclared once, else raise one clear error.
+
+        Declaring an existing exchange needs configure permission on it, which a monitoring
+        user has no reason to hold: the workers declared it, so binding to it is enough.
+        """
+        refused = access_refused(exc)
+        if refused is None:
+            return False
+        if (refused["method"] == "Exchange.declare" and refused["name"] == self.exchange.name
+                and not self.exchange.no_declare):
+            logger.info("no configure permission on exchange %r: binding to it as the workers "
+                        "declared it", self.exchange.name)
+            self.exchange.no_declare = True
+            return True
+        raise PermissionRefused(permission_message(refused)) from None
 
     def _reset_connection(self) -> None:
         try:

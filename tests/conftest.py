@@ -21,12 +21,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.servers import (BrokerServer, PrometheusServer, RabbitServer, RedisServer, ServerError,
-                           epmd_running, free_port, port_open, stop_idle_epmd)
+from tests.servers import (LIMITED_USER, NOREAD_USER, BrokerServer, PrometheusServer, RabbitServer,
+                           RedisServer, SentinelSet, ServerError, TlsRedisServer, epmd_running,
+                           free_port, make_certificates, port_open, stop_idle_epmd)
 
 REDIS_URL_VAR = "EVTOOLS_TEST_REDIS_URL"
 AMQP_URL_VAR = "EVTOOLS_TEST_AMQP_URL"
 DEFAULT_PORTS = {"redis": 6379, "amqp": 5672}
+AMQPS_URL_VAR = "EVTOOLS_TEST_AMQPS_URL"
+REDISS_URL_VAR = "EVTOOLS_TEST_REDISS_URL"
+TLS_DIR_VAR = "EVTOOLS_TEST_TLS_DIR"
+SENTINEL_URL_VAR = "EVTOOLS_TEST_SENTINEL_URL"
+SENTINEL_MASTER_VAR = "EVTOOLS_TEST_SENTINEL_MASTER"
+LIMITED_URL_VAR = "EVTOOLS_TEST_AMQP_LIMITED_URL"
+NOREAD_URL_VAR = "EVTOOLS_TEST_AMQP_NOREAD_URL"
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
@@ -61,11 +69,11 @@ def _url_from_env(var: str) -> str | None:
 
 
 @contextmanager
-def _dedicated(cls: type[BrokerServer], purpose: str) -> Iterator[BrokerServer]:
+def _dedicated(cls: type[BrokerServer], purpose: str, **options: Any) -> Iterator[BrokerServer]:
     """Start a fresh server in its own temp dir, fail loudly if that is impossible, clean up after."""
     workdir = Path(tempfile.mkdtemp(prefix=f"evtools-{cls.name}-"))
     had_epmd = cls is not RabbitServer or epmd_running()
-    server = cls(free_port(), workdir)
+    server = cls(free_port(), workdir, **options)
     try:
         try:
             server.start()
@@ -122,6 +130,96 @@ def prometheus() -> Iterator[Prometheus]:
     with _dedicated(PrometheusServer, "the test session") as server:
         assert isinstance(server, PrometheusServer)
         yield Prometheus(server.url, server.targets_dir)
+
+
+@pytest.fixture(scope="session")
+def tls_dir() -> Iterator[Path]:
+    """Folder with ca.pem, server.pem/key and client.pem/key made for this run."""
+    if environ.get(TLS_DIR_VAR):
+        yield Path(environ[TLS_DIR_VAR])
+        return
+    folder = Path(tempfile.mkdtemp(prefix="evtools-certs-"))
+    try:
+        yield make_certificates(folder)
+    except ServerError as exc:
+        pytest.fail(f"could not make test certificates: {exc}", pytrace=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _tls_rabbit(tls_dir: Path) -> Iterator[RabbitServer | None]:
+    """A RabbitMQ with a TLS listener and the least-privileged users, unless the harness runs one."""
+    if environ.get(AMQPS_URL_VAR) and environ.get(LIMITED_URL_VAR):
+        yield None
+        return
+    with _dedicated(RabbitServer, "TLS and permission tests", certs=tls_dir) as server:
+        assert isinstance(server, RabbitServer)
+        server.urls = {LIMITED_URL_VAR: server.add_user(*LIMITED_USER),  # type: ignore[attr-defined]
+                       NOREAD_URL_VAR: server.add_user(*NOREAD_USER)}
+        yield server
+
+
+@pytest.fixture(scope="session")
+def amqps_url(_tls_rabbit: RabbitServer | None) -> str:
+    """amqps:// URL of a RabbitMQ whose TLS listener verifies client certificates when given."""
+    return _url_from_env(AMQPS_URL_VAR) or _tls_rabbit.tls_url  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def limited_amqp_url(_tls_rabbit: RabbitServer | None) -> str:
+    """amqp:// URL of a user allowed only what evtools needs (see tests/servers.py LIMITED_USER)."""
+    return _url_from_env(LIMITED_URL_VAR) or _tls_rabbit.urls[LIMITED_URL_VAR]  # type: ignore
+
+
+@pytest.fixture(scope="session")
+def noread_amqp_url(_tls_rabbit: RabbitServer | None) -> str:
+    """amqp:// URL of that user without read on the celeryev exchange."""
+    return _url_from_env(NOREAD_URL_VAR) or _tls_rabbit.urls[NOREAD_URL_VAR]  # type: ignore
+
+
+@pytest.fixture(scope="session")
+def rediss_url(tls_dir: Path) -> Iterator[str]:
+    """rediss:// URL of a TLS-only Redis that requires a client certificate."""
+    url = _url_from_env(REDISS_URL_VAR)
+    if url:
+        yield url
+        return
+    with _dedicated(TlsRedisServer, "TLS tests", certs=tls_dir) as server:
+        yield server.url
+
+
+@contextmanager
+def _sentinel_set(purpose: str) -> Iterator[SentinelSet]:
+    workdir = Path(tempfile.mkdtemp(prefix="evtools-sentinel-"))
+    servers = SentinelSet(workdir)
+    try:
+        try:
+            servers.start()
+        except (ServerError, OSError) as exc:
+            pytest.fail(f"could not start a Sentinel set for {purpose}: {exc}", pytrace=False)
+        yield servers
+    finally:
+        servers.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sentinel() -> Iterator[tuple[str, str]]:
+    """(sentinel:// URL, master name) of the session's Sentinel set (never failed over)."""
+    url = _url_from_env(SENTINEL_URL_VAR)
+    if url:
+        yield url, environ.get(SENTINEL_MASTER_VAR, "evtools-master")
+        return
+    with _sentinel_set("the test session") as servers:
+        yield servers.url, servers.master_name
+
+
+@pytest.fixture
+def own_sentinel() -> Iterator[SentinelSet]:
+    """A dedicated master + replica + Sentinel for this test alone (free to fail over)."""
+    with _sentinel_set("own_sentinel") as servers:
+        yield servers
 
 
 @pytest.fixture(params=["redis", "rabbitmq"], ids=["redis", "rabbitmq"])

@@ -11,10 +11,14 @@ Command line (used by ``make test``)::
 
     python -m tests.servers run -- CMD ARGS...
 
-starts one Redis, one RabbitMQ and one Prometheus, runs CMD with ``EVTOOLS_TEST_REDIS_URL``,
-``EVTOOLS_TEST_AMQP_URL``, ``EVTOOLS_TEST_PROMETHEUS_URL`` and
-``EVTOOLS_TEST_PROMETHEUS_TARGETS`` (its file_sd folder) in its environment, stops the servers and removes the temp dir
-whatever happens, and exits with CMD's exit code.
+starts one Redis, one RabbitMQ (plain and TLS listeners, plus least-privileged users), one
+TLS-only Redis, a Sentinel set (master, replica, sentinel) and one Prometheus, with certificates
+made for the run; runs CMD with their URLs in its environment (``EVTOOLS_TEST_REDIS_URL``,
+``EVTOOLS_TEST_AMQP_URL``, ``EVTOOLS_TEST_AMQPS_URL``, ``EVTOOLS_TEST_REDISS_URL``,
+``EVTOOLS_TEST_TLS_DIR``, ``EVTOOLS_TEST_SENTINEL_URL``, ``EVTOOLS_TEST_SENTINEL_MASTER``,
+``EVTOOLS_TEST_AMQP_LIMITED_URL``, ``EVTOOLS_TEST_AMQP_NOREAD_URL``,
+``EVTOOLS_TEST_PROMETHEUS_URL`` and ``EVTOOLS_TEST_PROMETHEUS_TARGETS``, its file_sd folder),
+stops them all and removes the temp dir whatever happens, and exits with CMD's exit code.
 
 Every server runs in its own session (process group), so ``kill()`` takes all of it down.
 Each server, and everything the runner starts, also carries a unique marker variable in its
@@ -339,6 +343,202 @@ class RedisServer(BrokerServer):
         self._cli("shutdown", "nosave", timeout=self.stop_timeout)
 
 
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+
+
+def make_certificates(folder: Path) -> Path:
+    """A test CA, a server certificate for 127.0.0.1/localhost and a client certificate.
+
+    Files: ca.pem, server.pem, server.key, client.pem, client.key (all signed by the CA).
+    Returns ``folder``; certificates already there are reused.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "client.pem").exists():
+        return folder
+
+    def openssl(*args: str) -> None:
+        done = subprocess.run([OPENSSL, *args], cwd=folder, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        if done.returncode != 0:
+            raise ServerError(f"openssl {' '.join(args[:2])} failed: {done.stderr.strip()}")
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=evtools test CA")
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=evtools-client")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out",
+                f"{who}.csr", "-subj", subject)
+        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext")
+    return folder
+
+
+class TlsRedisServer(RedisServer):
+    """A redis-server that speaks TLS only and requires a client certificate signed by the CA."""
+
+    name = "redis-tls"
+
+    def __init__(self, port: int, workdir: Path, certs: Path) -> None:
+        """Serve TLS on ``port`` with the certificates in ``certs`` (see make_certificates)."""
+        super().__init__(port, workdir)
+        self.certs = certs
+
+    @property
+    def url(self) -> str:
+        """The rediss:// URL of database 0 (TLS options go separately)."""
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        """redis-server with the plain port off and a TLS port that wants client certificates."""
+        c = self.certs
+        return [REDIS_SERVER, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+                "--tls-cert-file", str(c / "server.pem"), "--tls-key-file", str(c / "server.key"),
+                "--tls-ca-cert-file", str(c / "ca.pem"), "--tls-auth-clients", "yes",
+                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+                "--daemonize", "no", "--logfile", ""]
+
+    def _cli(self, *args: str, timeout: float = 5.0) -> str:
+        """redis-cli over TLS, with the client certificate."""
+        c = self.certs
+        try:
+            done = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--tls",
+                                   "--cacert", str(c / "ca.pem"), "--cert", str(c / "client.pem"),
+                                   "--key", str(c / "client.key"), *args],
+                                  capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout
+
+
+class ReplicaRedisServer(RedisServer):
+    """A redis-server replicating the master at 127.0.0.1:``master_port``."""
+
+    name = "redis-replica"
+
+    def __init__(self, port: int, workdir: Path, master_port: int) -> None:
+        """Replicate ``master_port``."""
+        super().__init__(port, workdir)
+        self.master_port = master_port
+
+    def _command(self) -> list[str]:
+        """redis-server --replicaof the master."""
+        return [*super()._command(), "--replicaof", "127.0.0.1", str(self.master_port)]
+
+
+SENTINEL_MASTER_NAME = "evtools-master"
+
+
+class SentinelServer(RedisServer):
+    """A Redis Sentinel watching one master; fails over after 1 s of silence."""
+
+    name = "sentinel"
+
+    def __init__(self, port: int, workdir: Path, master_port: int,
+                 master_name: str = SENTINEL_MASTER_NAME) -> None:
+        """Watch the master on ``master_port`` under ``master_name``."""
+        super().__init__(port, workdir)
+        self.master_port = master_port
+        self.master_name = master_name
+
+    @property
+    def url(self) -> str:
+        """kombu's sentinel:// URL (give it master_name as a transport option)."""
+        return f"sentinel://127.0.0.1:{self.port}/0"
+
+    def _prepare(self) -> None:
+        """Write sentinel.conf (Sentinel rewrites it, so only on the first start)."""
+        conf = self.workdir / "sentinel.conf"
+        if not conf.exists():
+            name = self.master_name
+            conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                            f"sentinel monitor {name} 127.0.0.1 {self.master_port} 1\n"
+                            f"sentinel down-after-milliseconds {name} 1000\n"
+                            f"sentinel failover-timeout {name} 5000\n")
+
+    def _command(self) -> list[str]:
+        """redis-server in sentinel mode."""
+        return [REDIS_SERVER, str(self.workdir / "sentinel.conf"), "--sentinel",
+                "--daemonize", "no", "--logfile", ""]
+
+    def master_port_now(self) -> int | None:
+        """The port Sentinel names as the master now."""
+        lines = self._cli("SENTINEL", "get-master-addr-by-name", self.master_name).split()
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    def replicas_ready(self) -> bool:
+        """Tell whether Sentinel knows a replica that is up and linked to the master."""
+        out = self._cli("SENTINEL", "replicas", self.master_name).splitlines()
+        fields = dict(zip(out[::2], out[1::2], strict=False))
+        return fields.get("flags") == "slave" and fields.get("master-link-status") == "ok"
+
+    def failover(self) -> None:
+        """Ask Sentinel to promote the replica now."""
+        answer = self._cli("SENTINEL", "failover", self.master_name).strip()
+        if answer != "OK":
+            raise ServerError(f"SENTINEL FAILOVER {self.master_name}: {answer or 'no answer'}")
+
+
+class SentinelSet:
+    """A master, a replica and one Sentinel on loopback: ``url`` plus ``transport_options``."""
+
+    def __init__(self, workdir: Path) -> None:
+        """Choose ports and folders (nothing runs yet)."""
+        self.master = RedisServer(free_port(), workdir / "master")
+        self.replica = ReplicaRedisServer(free_port(), workdir / "replica", self.master.port)
+        self.sentinel = SentinelServer(free_port(), workdir / "sentinel", self.master.port)
+        self.servers: list[RedisServer] = [self.master, self.replica, self.sentinel]
+        self.startup_seconds: float | None = None
+
+    name = "sentinel"
+
+    @property
+    def url(self) -> str:
+        """The sentinel:// URL."""
+        return self.sentinel.url
+
+    @property
+    def master_name(self) -> str:
+        """The master's name, for the transport option master_name."""
+        return self.sentinel.master_name
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start all three and wait until Sentinel knows the replica (so a failover can work)."""
+        began = time.monotonic()
+        for server in self.servers:
+            server.start()
+        deadline = time.monotonic() + timeout
+        while not self.sentinel.replicas_ready():
+            if time.monotonic() > deadline:
+                raise ServerError(f"sentinel on port {self.sentinel.port} never saw the replica "
+                                  f"on port {self.replica.port} linked\n{self.sentinel._log_tails()}")
+            time.sleep(0.2)
+        self.startup_seconds = time.monotonic() - began
+
+    def failover(self, timeout: float = 30.0) -> int:
+        """Promote the replica through Sentinel; return the new master's port once Sentinel says so."""
+        before = self.sentinel.master_port_now()
+        self.sentinel.failover()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.sentinel.master_port_now()
+            if now is not None and now != before:
+                return now
+            time.sleep(0.1)
+        raise ServerError(f"sentinel did not switch master from port {before} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop all three."""
+        for server in reversed(self.servers):
+            server.stop()
+
+    def kill(self) -> None:
+        """Kill all three."""
+        for server in reversed(self.servers):
+            server.kill()
+
+
 class RabbitServer(BrokerServer):
     """A RabbitMQ node named evtest<port>@localhost with all its files in workdir."""
 
@@ -346,10 +546,17 @@ class RabbitServer(BrokerServer):
     start_timeout = RABBIT_START_TIMEOUT
     stop_timeout = 60.0
 
-    def __init__(self, port: int, workdir: Path, dist_port: int | None = None) -> None:
-        """Use `port` for AMQP and `dist_port` (default: a free one) for Erlang distribution."""
+    def __init__(self, port: int, workdir: Path, dist_port: int | None = None,
+                 certs: Path | None = None) -> None:
+        """Use `port` for AMQP and `dist_port` (default: a free one) for Erlang distribution.
+
+        With ``certs`` (see make_certificates), an amqps listener on ``tls_port`` too; client
+        certificates are verified when given, not required.
+        """
         super().__init__(port, workdir)
         self.dist_port = dist_port or free_port()
+        self.certs = certs
+        self.tls_port = free_port() if certs is not None else None
         self.nodename = f"evtest{port}@localhost"
         self.pid_file = self.workdir / "rabbit.pid"
 
@@ -366,10 +573,16 @@ class RabbitServer(BrokerServer):
             cookie.chmod(0o400)
         (self.workdir / "enabled_plugins").write_text("[].\n")
         (self.workdir / "rabbitmq-env.conf").write_text("")
-        (self.workdir / "rabbitmq.conf").write_text(
-            "loopback_users = none\n"
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-        )
+        conf = ("loopback_users = none\n"
+                f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        if self.certs is not None:
+            conf += (f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+                     f"ssl_options.cacertfile = {self.certs / 'ca.pem'}\n"
+                     f"ssl_options.certfile = {self.certs / 'server.pem'}\n"
+                     f"ssl_options.keyfile = {self.certs / 'server.key'}\n"
+                     "ssl_options.verify = verify_peer\n"
+                     "ssl_options.fail_if_no_peer_cert = false\n")
+        (self.workdir / "rabbitmq.conf").write_text(conf)
         self.pid_file.unlink(missing_ok=True)
 
     def _env(self) -> dict[str, str]:
@@ -431,6 +644,31 @@ class RabbitServer(BrokerServer):
                 raise ServerError(f"rabbitmq is up but port {self.port} does not accept connections")
             time.sleep(0.2)
 
+    @property
+    def tls_url(self) -> str:
+        """The amqps:// URL of the default vhost, as guest (needs ``certs``)."""
+        assert self.tls_port is not None, "started without certificates"
+        return f"amqps://guest:guest@127.0.0.1:{self.tls_port}//"
+
+    def ctl(self, *args: str) -> str:
+        """Run rabbitmqctl against this node; raise ServerError when it fails."""
+        done = subprocess.run(self._ctl(*args), env=self._env(), capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=120)
+        if done.returncode != 0:
+            raise ServerError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+        return done.stdout
+
+    def add_user(self, user: str, password: str, configure: str, write: str, read: str) -> str:
+        """Create (or reset) a user with these permission regexps on vhost /; return its URL."""
+        try:
+            self.ctl("add_user", user, password)
+        except ServerError as exc:
+            if "already exists" not in str(exc):
+                raise
+            self.ctl("change_password", user, password)
+        self.ctl("set_permissions", "-p", "/", user, configure, write, read)
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}//"
+
     def _graceful_stop(self) -> None:
         """`rabbitmqctl stop <pidfile>`: stops the node and waits for its OS process to exit."""
         subprocess.run(self._ctl("stop", str(self.pid_file)), env=self._env(), capture_output=True,
@@ -445,6 +683,34 @@ class RabbitServer(BrokerServer):
 
 
 # -- command line ----------------------------------------------------------------------------
+
+#: The least-privileged RabbitMQ user the tests run evtools as (docs/brokers.md explains each):
+#: configure  its own celeryev.<uuid> queues; control's reply queue and the pidbox exchanges
+#:            (kombu declares them before publishing a command or the monitor's wakeup);
+#: write      its queues (to bind them), celery.pidbox (to send commands);
+#: read       the celeryev exchange (to bind to it), its queues, reply.celery.pidbox.
+#: No configure on the celeryev exchange: the workers declared it, evtools binds to it as is.
+_PIDBOX_REPLY_QUEUE = r"[0-9a-f-]+\.reply\.celery\.pidbox"
+LIMITED_USER = ("evmonitor", "evmonitor-pw",
+                rf"^(celeryev\..+|{_PIDBOX_REPLY_QUEUE}|celery\.pidbox|reply\.celery\.pidbox)$",
+                rf"^(celeryev\..+|{_PIDBOX_REPLY_QUEUE}|celery\.pidbox)$",
+                rf"^(celeryev|celeryev\..+|{_PIDBOX_REPLY_QUEUE}|reply\.celery\.pidbox)$")
+
+#: The same user without read on the celeryev exchange: binding its queue must fail clearly.
+NOREAD_USER = ("evnoread", "evnoread-pw", LIMITED_USER[2], LIMITED_USER[3],
+               rf"^(celeryev\..+|{_PIDBOX_REPLY_QUEUE}|reply\.celery\.pidbox)$")
+
+
+def test_environment(redis_server: RedisServer, rabbit: RabbitServer, tls_redis: TlsRedisServer,
+                     sentinel: SentinelSet, limited_url: str, noread_url: str) -> dict[str, str]:
+    """The variables tests/conftest.py reads to find the servers."""
+    return {"EVTOOLS_TEST_REDIS_URL": redis_server.url, "EVTOOLS_TEST_AMQP_URL": rabbit.url,
+            "EVTOOLS_TEST_AMQPS_URL": rabbit.tls_url, "EVTOOLS_TEST_REDISS_URL": tls_redis.url,
+            "EVTOOLS_TEST_TLS_DIR": str(tls_redis.certs),
+            "EVTOOLS_TEST_SENTINEL_URL": sentinel.url,
+            "EVTOOLS_TEST_SENTINEL_MASTER": sentinel.master_name,
+            "EVTOOLS_TEST_AMQP_LIMITED_URL": limited_url,
+            "EVTOOLS_TEST_AMQP_NOREAD_URL": noread_url}
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SI_KERNEL = 0x80  # si_code of a signal the terminal sent to the whole foreground process group
@@ -548,20 +814,24 @@ def run(cmd: list[str], grace: float = 60.0) -> int:
     tag = new_tag()
     os.environ[tag] = "1"  # inherited by the servers, CMD and everything CMD starts
     had_epmd = epmd_running()
-    servers: list[BrokerServer] = []
+    servers: list[BrokerServer | SentinelSet] = []
     child: subprocess.Popen[bytes] | None = None
     status = 1
     old_handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        for server in (RedisServer(free_port(), tmp / "redis"), RabbitServer(free_port(), tmp / "rabbitmq"),
-                       PrometheusServer(free_port(), tmp / "prometheus")):
+        certs = make_certificates(tmp / "certs")
+        redis_server = RedisServer(free_port(), tmp / "redis")
+        rabbit = RabbitServer(free_port(), tmp / "rabbitmq", certs=certs)
+        tls_redis = TlsRedisServer(free_port(), tmp / "redis-tls", certs)
+        sentinel = SentinelSet(tmp / "sentinel")
+        prometheus = PrometheusServer(free_port(), tmp / "prometheus")
+        for server in (redis_server, rabbit, tls_redis, sentinel, prometheus):
             servers.append(server)
             server.start()
-            _say(f"{server.name} up on 127.0.0.1:{server.port} in {server.startup_seconds:.1f} s")
-        prometheus = servers[2]
-        assert isinstance(prometheus, PrometheusServer)
-        env = {**os.environ, "EVTOOLS_TEST_REDIS_URL": servers[0].url,
-               "EVTOOLS_TEST_AMQP_URL": servers[1].url,
+            _say(f"{server.name} up on {server.url} in {server.startup_seconds:.1f} s")
+        limited, noread = rabbit.add_user(*LIMITED_USER), rabbit.add_user(*NOREAD_USER)
+        env = {**os.environ, **test_environment(redis_server, rabbit, tls_redis, sentinel, limited,
+                                                noread),
                "EVTOOLS_TEST_PROMETHEUS_URL": prometheus.url,
                "EVTOOLS_TEST_PROMETHEUS_TARGETS": str(prometheus.targets_dir)}
         child = subprocess.Popen(cmd, env=env)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..config import Settings, resolve_settings
+from ..config import Settings, parse_key_values, resolve_settings
 from ..errors import EvtoolsError
 from ..logsetup import setup_logging
 from .options import (broker_options, camera_options, celery_exporter_options, daemon_options,
@@ -17,6 +17,9 @@ from .options import (broker_options, camera_options, celery_exporter_options, d
 
 #: Options shared by ``evtools`` and its subcommands; a subcommand's own value wins.
 SHARED = ("broker", "app", "exchange", "queue_prefix", "queue_ttl", "queue_expires", "loglevel")
+
+#: Repeatable options given to ``evtools`` and to its subcommand: both count, the latter last.
+SHARED_REPEATABLE = ("transport_options", "ssl_options")
 
 
 class EvtoolsGroup(click.Group):
@@ -32,12 +35,19 @@ class EvtoolsGroup(click.Group):
 
 def _shared(ctx: click.Context, given: dict[str, Any]) -> dict[str, Any]:
     parent = ctx.find_root().params
-    return {key: given.get(key) if given.get(key) is not None else parent.get(key)
-            for key in SHARED}
+    shared = {key: given.get(key) if given.get(key) is not None else parent.get(key)
+              for key in SHARED}
+    for key in SHARED_REPEATABLE:
+        shared[key] = tuple(parent.get(key) or ()) + tuple(given.get(key) or ())
+    return shared
 
 
 def _settings(shared: dict[str, Any], default_broker: str | None = None) -> Settings:
     return resolve_settings(shared["broker"] or default_broker, app=shared["app"],
+                            transport_options=parse_key_values(
+                                shared["transport_options"], "--broker-transport-option"),
+                            ssl_options=parse_key_values(shared["ssl_options"],
+                                                         "--broker-ssl-option"),
                             event_exchange=shared["exchange"],
                             event_queue_prefix=shared["queue_prefix"],
                             event_queue_ttl=shared["queue_ttl"],
@@ -226,22 +236,20 @@ def exporter(ctx: click.Context, **params: Any) -> None:
     from ..daemon import DaemonOptions, parse_gid, parse_uid, parse_umask
     from ..exporter.config import ExporterConfig
     from ..exporter.service import ServeOptions
-    given = {key: params.pop(key) for key in SHARED if key in params}
+    given = {key: params.pop(key) for key in SHARED + SHARED_REPEATABLE if key in params}
     if params["broker_url"]:
         given["broker"] = params["broker_url"]
+    for key, variable in (("transport_options", "CE_BROKER_TRANSPORT_OPTION"),
+                          ("ssl_options", "CE_BROKER_SSL_OPTION")):
+        # celery-exporter's variables: KEY=VALUE items separated by spaces, flags after them
+        given[key] = tuple(os.environ.get(variable, "").split()) + tuple(given.get(key) or ())
     shared = _shared(ctx, given)
-    if params["broker_ssl_option"]:
-        raise click.UsageError("--broker-ssl-option is not supported yet: use an amqps:// or "
-                               "rediss:// URL with its query options")
     if params["accept_content"] and set(_comma(params["accept_content"])) - {"json", "application/json"}:
         _status("-> evtools exporter: only JSON events are decoded; others are counted as dropped")
     detach = params["detach"]
     if not detach:
         setup_logging(params["log_level"], params["logfile"])
     settings = _settings(shared)
-    if params["broker_transport_option"]:
-        settings = settings.replace(broker_transport_options={
-            **settings.broker_transport_options, **params["broker_transport_option"]})
     config = ExporterConfig(
         buckets=params["buckets"], queue_wait_buckets=params["queue_wait_buckets"],
         worker_timeout=params["worker_timeout"],

@@ -47,6 +47,16 @@ broker_options = _apply([
                  help="Message TTL of the receiver's queue (event_queue_ttl, default 5)."),
     click.option("--queue-expires", metavar="SECONDS", type=float, default=None,
                  help="Expiry of the receiver's queue once unused (event_queue_expires, default 60)."),
+    click.option("--broker-transport-option", "transport_options", metavar="KEY=VALUE",
+                 multiple=True,
+                 help="A kombu transport option (Celery's broker_transport_options); repeatable. "
+                      "VALUE is read as JSON when it parses: master_name=mymaster, "
+                      "sentinel_kwargs='{\"password\": \"x\"}'. Also "
+                      "$EVTOOLS_BROKER_TRANSPORT_OPTIONS (a JSON object or KEY=VALUE;...)."),
+    click.option("--broker-ssl-option", "ssl_options", metavar="KEY=VALUE", multiple=True,
+                 help="A TLS option (Celery's broker_use_ssl); repeatable: ssl_cert_reqs=required, "
+                      "ssl_ca_certs=ca.pem, ssl_certfile=client.pem, ssl_keyfile=client.key. "
+                      "Also $EVTOOLS_BROKER_SSL_OPTIONS."),
     click.option("-l", "--loglevel", type=LogLevel(), default=None,
                  help="Logging level: DEBUG, INFO, WARNING (default), ERROR, CRITICAL."),
 ])
@@ -150,15 +160,6 @@ def _ce(name: str) -> str:
 celery_exporter_options = _apply([
     click.option("--broker-url", envvar=_ce("broker_url"), metavar="URL", default=None,
                  help="The broker, e.g. redis://1.2.3.4:6379/0 (same as -b). [env: CE_BROKER_URL]"),
-    click.option("--broker-transport-option", envvar=_ce("broker_transport_option"),
-                 metavar="KEY=VALUE", multiple=True, callback=_key_values,
-                 help="A kombu transport option, e.g. visibility_timeout=18000 or "
-                      "priority_steps='[0,5]'; values are read as JSON when they parse. "
-                      "Repeatable."),
-    click.option("--broker-ssl-option", envvar=_ce("broker_ssl_option"), metavar="KEY=VALUE",
-                 multiple=True, callback=_key_values,
-                 help="A broker TLS option (certfile=...): not supported yet, refused with a message; "
-                      "use an amqps:// or rediss:// URL meanwhile."),
     click.option("--accept-content", envvar=_ce("accept_content"), metavar="LIST", default=None,
                  help="Accepted content types, e.g. json. evtools decodes JSON events only; "
                       "others are counted as dropped."),

@@ -301,6 +301,9 @@ class Monitor:
         elif connected is not None and not connected.is_set():
             parts.append("connecting..." if not getattr(self.source, "reconnects", 0)
                          else "reconnecting...")
+        reconnects = getattr(self.source, "reconnects", 0)
+        if reconnects and connected is not None and connected.is_set():
+            parts.append(f"reconnected {reconnects}x")
         receiver = getattr(self.source, "receiver", None)
         dropped = frame.dropped + sum(getattr(receiver, "dropped", {}).values())
         dropped += sum(getattr(self.source, "dropped", {}).values())

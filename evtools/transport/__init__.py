@@ -31,6 +31,9 @@ FAST_TRANSPORTS_VAR = "EVTOOLS_FAST_TRANSPORTS"
 #: URL scheme -> the read-ahead transport for it (a module of this package).
 FAST_KINDS = {"amqp": "amqp", "pyamqp": "amqp", "redis": "redis", "filesystem": "filesystem"}
 
+#: Schemes that always speak TLS (``ssl=`` turns it on for the others).
+TLS_SCHEMES = frozenset({"amqps", "rediss"})
+
 #: Schemes whose kombu transport needs the ``redis`` client package.
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
 
@@ -89,7 +92,11 @@ def connect(url: str, transport_options: dict[str, Any] | None = None,
         from . import fsbroker
 
         transport_options = {**fsbroker.transport_options(), **transport_options}
-    if "transport" not in options:
+    if "transport" not in options and (scheme in TLS_SCHEMES or options.get("ssl")):
+        # The read-ahead transports read plain TCP sockets; kombu's own transports speak TLS.
+        _say_once(f"TLS: using kombu's own {scheme} transport (the read-ahead ones read "
+                  "plain TCP only)")
+    elif "transport" not in options:
         fast = fast_transport(scheme)
         if fast is not None:
             options["transport"] = fast

@@ -38,7 +38,8 @@ def test_help_lists_every_celery_exporter_flag_and_evtools_own() -> None:
     (("--static-label", "novalue"), {}, "expected KEY=VALUE"),
     (("--static-label", "name=x"), {}, "--static-label 'name': not a label name"),
     (("--broker-transport-option", "=1"), {}, "expected KEY=VALUE"),
-    (("--broker-ssl-option", "certfile=/x.pem"), {}, "--broker-ssl-option is not supported yet"),
+    (("--broker-ssl-option", "cert_reqs=sometimes"), {}, "expected none, optional or required"),
+    ((), {"CE_BROKER_TRANSPORT_OPTION": "novalue"}, "expected KEY=VALUE"),
     (("--hostname-rewrite", "(", "x"), {}, "--hostname-rewrite '('"),
     (("--metric-prefix", "9bad"), {}, "--metric-prefix '9bad'"),
 ])

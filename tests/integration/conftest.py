@@ -18,10 +18,10 @@ class CeleryWorker:
     """A real ``celery worker`` process running ``interop_tasks`` with events on (``-E``)."""
 
     def __init__(self, broker_url: str, hostname: str, log_path: Path, events: bool = True,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.hostname = hostname
         self.log_path = log_path
-        env = dict(os.environ, CELERY_BROKER_URL=broker_url, PYTHONPATH=str(HERE))
+        env = dict(os.environ, CELERY_BROKER_URL=broker_url, PYTHONPATH=str(HERE), **(env or {}))
         args = [sys.executable, "-m", "celery", "-A", "interop_tasks", "worker", "-c", "2",
                 "-P", "prefork", "--hostname", hostname, "-l", "info", "--without-mingle",
                 "--without-gossip", *extra]

@@ -1,5 +1,6 @@
 """Tasks run by the real Celery worker in the interop tests (Celery is a test dependency)."""
 
+import json
 import os
 import time
 
@@ -15,6 +16,9 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     task_ignore_result=True,
+    # Sentinel's master_name, TLS options...: JSON objects, as the tests give them
+    broker_transport_options=json.loads(os.environ.get("INTEROP_TRANSPORT_OPTIONS") or "{}"),
+    broker_use_ssl=json.loads(os.environ.get("INTEROP_USE_SSL") or "false"),
 )
 
 
