@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 # Tests that need Celery or evtools' read-ahead Redis transport (kombu>=5.7) are not collected.
 OLDEST_VENV  := .venv-oldest
 OLDEST_PY    := $(OLDEST_VENV)/bin/python
-OLDEST_TESTS := tests/transport tests/test_receiver.py tests/test_imports.py
+OLDEST_TESTS := tests/transport/test_amqp.py tests/transport/test_redis.py tests/transport/test_fallback.py \
+                tests/test_receiver.py tests/test_imports.py
 OLDEST_ARGS  ?= -m "not celery and not fast_redis"
 
 # The benchmark's own venv: evtools (editable) next to the Celery it is compared with.

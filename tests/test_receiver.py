@@ -44,6 +44,7 @@ def test_queue_options_are_configurable():
         memory_pair(queue_exclusive=True, queue_durable=True)
 
 
+@pytest.mark.celery
 def test_the_queue_for_a_celery_app_is_the_queue_celery_declares():
     from celery import Celery
     app = Celery(broker="memory://", set_as_current=False)
@@ -89,6 +90,7 @@ def test_clock_rules_match_celerys_receiver():
     assert ours.clock.value == theirs.clock.value
 
 
+@pytest.mark.celery
 def test_event_from_message_takes_celerys_arguments_and_gives_celerys_result():
     from celery import Celery
     app = Celery(broker="memory://", set_as_current=False)

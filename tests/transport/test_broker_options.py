@@ -54,6 +54,7 @@ def app_module(tmp_path, monkeypatch):
     return "proj_brokeropts"
 
 
+@pytest.mark.celery
 def test_an_apps_transport_and_tls_options_are_honoured_and_can_be_overridden(app_module):
     settings = resolve_settings(app=app_module, environ={})
     assert settings.broker_transport_options == {"master_name": "from-app", "socket_timeout": 2}
