@@ -49,10 +49,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv-oldest: $(OLDEST_VENV)/.installed ## create .venv-oldest: evtools[redis] on the oldest versions it admits
 
-$(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt
+$(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt Makefile
 	$(PYTHON3) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
-	$(OLDEST_VENV)/bin/pip install -q -c tests/oldest-versions.txt -e '.[redis]' pytest pytest-timeout
+	$(OLDEST_VENV)/bin/pip install -q -c tests/oldest-versions.txt -e '.[redis]' pytest pytest-timeout hypothesis
 	touch $@
 
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
