@@ -116,7 +116,7 @@ fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q -e '.[redis]' celery==5.7.0 redis
+	$(BENCH_VENV)/bin/pip install -q -e '.[redis,speedups]' celery==5.7.0 redis
 	touch $@
 
 # Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.
