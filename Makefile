@@ -52,10 +52,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv-oldest: $(OLDEST_VENV)/.installed ## create .venv-oldest: evtools[redis] on the oldest versions it admits
 
-$(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt
+$(OLDEST_VENV)/.installed: pyproject.toml tests/oldest-versions.txt Makefile
 	$(PYTHON3) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
-	$(OLDEST_VENV)/bin/pip install -q -c tests/oldest-versions.txt -e '.[redis]' pytest pytest-timeout
+	$(OLDEST_VENV)/bin/pip install -q -c tests/oldest-versions.txt -e '.[redis]' pytest pytest-timeout hypothesis
 	touch $@
 
 # Installs what is missing with apt-get.  Nothing here should start a system Redis or RabbitMQ
@@ -120,7 +120,7 @@ fuzz: venv ## the State against Celery's on FUZZ_EXAMPLES random event sequences
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON3) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q -e '.[redis,prometheus]' celery==5.7.0 redis
+	$(BENCH_VENV)/bin/pip install -q -e '.[redis,prometheus,speedups]' celery==5.7.0 redis
 	touch $@
 
 # Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.

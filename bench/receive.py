@@ -55,10 +55,11 @@ class EventCounter:
             self.receiver.should_stop = True
 
 
-def _publish_command(url: str, events: int, shape: str, cache: Path, queue: str | None) -> list[str]:
+def _publish_command(url: str, events: int, shape: str, cache: Path, queue: str | None,
+                     rate: float | None = None) -> list[str]:
     command = [sys.executable, "-m", "bench.publish", url, "--events", str(events), "--shape", shape,
                "--cache", str(cache)]
-    return command + (["--queue", queue] if queue else [])
+    return command + (["--queue", queue] if queue else []) + (["--rate", f"{rate:g}"] if rate else [])
 
 
 def _run_publisher(command: list[str]) -> dict[str, Any]:
@@ -108,18 +109,19 @@ def _publish_live(command: list[str], url: str, result: dict[str, Any], done: th
 
 
 def measure_receiver(impl: str, url: str, events: int, shape: str, handler: str, cache: Path,
-                     node_id: str, path: str = "cli",
+                     node_id: str, path: str = "cli", rate: float | None = None,
                      timed_part: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
                      ) -> dict[str, Any]:
     """Run one receiver over ``events`` events of ``shape``; return rates and counts.
 
-    ``timed_part()`` is entered around the capture (to profile it).
+    ``timed_part()`` is entered around the capture (to profile it). ``rate`` paces the
+    publisher (Redis): ``loss`` is then the share of the published events never handled.
     """
     live = url.startswith("redis")
     state = new_state(impl) if handler == "state" else None
     counter = EventCounter(events, state.event if state is not None else None)
     queue = None if live else f"celeryev.{node_id}"
-    command = _publish_command(url, events, shape, cache, queue)
+    command = _publish_command(url, events, shape, cache, queue, rate)
     published: dict[str, Any] = {}
     publisher_done = threading.Event()
     if not live:
@@ -143,4 +145,5 @@ def measure_receiver(impl: str, url: str, events: int, shape: str, handler: str,
     return {"events": counter.count, "published": published.get("events", 0),
             "seconds": seconds, "rate": counter.count / seconds if seconds > 0 else 0.0,
             "publisher_rate": published.get("rate"), "error": error or published.get("error"),
-            "tasks": len(state.tasks) if state is not None else None}
+            "tasks": len(state.tasks) if state is not None else None,
+            "loss": 1 - counter.count / published["events"] if published.get("events") else None}

@@ -89,13 +89,19 @@ def case_command(case: Case, impl: str, brokers: Brokers | None = None) -> list[
             *(arg.format(**values) for arg in case.args)]
 
 
-def run_case(command: Sequence[str], timeout: float, log: Path) -> dict[str, Any]:
+def case_env(case: Case) -> dict[str, str]:
+    """The environment of a case's runs: this one, with the case's own variables."""
+    return {**os.environ, **{name: value.format(repo=REPO) for name, value in case.env}}
+
+
+def run_case(command: Sequence[str], timeout: float, log: Path,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one measurement in its own session; return its JSON line (or an ``error``)."""
     with log.open("ab") as err:
         err.write(f"\n$ {' '.join(command)}\n".encode())
         err.flush()
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=err,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         try:
             out, _ = process.communicate(timeout=timeout)
         except BaseException as exc:
@@ -140,7 +146,7 @@ def run_all(cases: Sequence[Case], brokers: Brokers, log: Path) -> dict[str, dic
         for rep in range(case.reps):
             for impl in _order(rep):
                 began, load = time.monotonic(), load_average()
-                result = run_case(case_command(case, impl, brokers), case.timeout, log)
+                result = run_case(case_command(case, impl, brokers), case.timeout, log, case_env(case))
                 result["wall_seconds"] = time.monotonic() - began
                 result["load_before"] = load
                 by_impl[impl].append(result)
@@ -184,7 +190,8 @@ def main() -> int:
     report = Report(cases=cases, results=results, sizes=sizes, quick=quick, machine_before=before,
                     machine_after=machine(), brokers=versions, started_at=started_at,
                     seconds=time.monotonic() - began,
-                    commands={case.key: case_command(case, "IMPL") for case in cases})
+                    commands={case.key: [f"{name}={value.format(repo='.')}" for name, value in case.env]
+                              + case_command(case, "IMPL") for case in cases})
     path = results_path(quick)
     path.write_text(report.markdown())
     say(f"wrote {path} ({time.monotonic() - began:.0f} s); the cases' stderr is in {kept_log.name}")

@@ -4,7 +4,7 @@
     python -m bench.run_case --impl ... --case memory --tasks 100000 --max-tasks 100000
     python -m bench.run_case --impl ... --case receiver --broker URL --events 100000
                              --shape single|multi --handler state|noop --workdir DIR
-                             [--path cli|library]
+                             [--path cli|library] [--rate 50000]
     python -m bench.run_case --impl ... --case dump --broker URL --events 100000 [--rate 25000]
                              --workdir DIR
     python -m bench.run_case --impl ... --case frame --tasks 100000 --frames 30
@@ -107,7 +107,7 @@ def case_receiver(args: argparse.Namespace) -> dict[str, Any]:
 
     node_id = f"bench-{args.impl}-{uuid.uuid4().hex[:12]}"
     return measure_receiver(args.impl, args.broker, args.events, args.shape, args.handler,
-                            args.workdir / "publish-cache", node_id, args.path,
+                            args.workdir / "publish-cache", node_id, args.path, args.rate,
                             lambda: timed_part(args))
 
 
@@ -159,7 +159,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--handler", choices=("state", "noop"), default="state")
     parser.add_argument("--path", choices=("cli", "library"), default="cli",
                         help="receiver: connect as the CLI does, or as a library user does")
-    parser.add_argument("--rate", type=float, default=None, help="dump: publish at this many events/s")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="dump, receiver: publish at this many events/s")
     parser.add_argument("--frames", type=int, default=30, help="frame: how many frames to time")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="scratch folder")
     parser.add_argument("--profile", type=Path, default=None,

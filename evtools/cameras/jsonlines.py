@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..snapshot import Polaroid
 from ..state import State
+from ..transport.speedups import dumps_line
 from .rows import task_row, worker_row
 
 __all__ = ("JSONLinesCamera",)
@@ -51,8 +51,8 @@ class JSONLinesCamera(Polaroid):
             "workers": [worker_row(w, now) for w in state.workers.data.values()],
             "tasks": [task_row(t) for t in state.tasks_changed_since(self._generation)],
         }
-        line = (json.dumps(document, ensure_ascii=False, default=str) + "\n").encode("utf-8",
-                                                                                    "replace")
+        # NaN and infinities from odd events are written as null (valid JSON).
+        line = (dumps_line(document, default=str) + "\n").encode("utf-8", "replace")
         size = os.fstat(self._fd).st_size
         try:
             written = os.write(self._fd, line)

@@ -54,13 +54,26 @@ def _settings(shared: dict[str, Any], default_broker: str | None = None) -> Sett
                             event_queue_expires=shared["queue_expires"])
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the version, then which optional accelerators this installation uses."""
+    if not value or ctx.resilient_parsing:
+        return
+    from ..transport.speedups import report
+
+    click.echo(f"evtools, version {__version__}")
+    for line in report():
+        click.echo(line)
+    ctx.exit()
+
+
 def _status(message: str) -> None:
     click.echo(message, err=True)
 
 
 @click.group(cls=EvtoolsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @broker_options
-@click.version_option(__version__, prog_name="evtools")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and the speedups in use, and exit.")
 def main(**_: Any) -> None:
     """Watch a Celery cluster's event stream, without Celery.
 

@@ -17,7 +17,6 @@ and gives back what it did not use before redis-py reads again and before return
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import time
@@ -28,7 +27,10 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads as kombu_loads
+from redis._parsers.resp2 import _RESP2Parser
 from redis._parsers.socket import SocketBuffer
+
+from .speedups import envelope_loads
 
 __all__ = ("Channel", "Incomplete", "NotAMessage", "Transport", "decode_envelope", "give_back",
            "plain_content", "read_available", "readable_directly", "split_message",
@@ -120,15 +122,17 @@ def split_message(data: bytes, pos: int) -> tuple[bytes, bytes, int]:
     raise NotAMessage()
 
 
-def decode_envelope(text: str) -> Any:
+def decode_envelope(payload: bytes, loads: Callable[[bytes], Any] | None = None) -> Any:
     """Decode a kombu message envelope exactly as kombu's ``loads`` does, faster when possible.
 
-    kombu's object hook only changes objects with a ``__type__`` key; such a key is written
-    either as is or with ``\\u`` escapes, so text holding neither decodes the same without it.
+    kombu decodes ``payload.decode(errors="replace")`` with an object hook that only changes
+    objects with a ``__type__`` key; such a key is written either as is or with ``\\u``
+    escapes, so a payload holding neither decodes the same without it, with ``loads``
+    (orjson where ``evtools[speedups]`` installed it; see :mod:`.speedups`).
     """
-    if "__type__" in text or "\\u" in text:
-        return kombu_loads(text)
-    return json.loads(text)
+    if b"__type__" in payload or b"\\u" in payload:
+        return kombu_loads(payload.decode(errors="replace"))
+    return (loads or envelope_loads())(payload)
 
 
 def plain_content(message: Any) -> tuple[Any, bytes] | None:
@@ -244,7 +248,19 @@ class Channel(kombu_redis.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: queue -> (the callback kombu holds for its consumer, a direct handler)
         self.plain_handlers: dict[str, tuple[Any, Callable[[Any, bytes], Any]]] = {}
+        self._envelope_loads = envelope_loads()
         super().__init__(*args, **kwargs)
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """kombu's connection parameters, with redis-py's own reply parser even where hiredis is installed.
+
+        This channel reads the subscriber socket beside redis-py's read buffer, which only
+        redis-py's Python parser has: with hiredis' parser every message would go kombu's
+        slow way (measured in bench/PROFILES.md). redis-py picks its RESP3 variant by itself.
+        """
+        params = super()._connparams(asynchronous)
+        params.setdefault("parser_class", _RESP2Parser)
+        return params
 
     def route_plain_messages(self, start_consuming: Callable[[], Any],
                              handler: Callable[[Any, bytes], Any]) -> Callable[[], None]:
@@ -353,7 +369,7 @@ class Channel(kombu_redis.Channel):
         if channel.startswith("/"):  # the '/{db}.' fanout prefix
             channel = channel.partition(".")[2]
         try:
-            message = decode_envelope(payload.decode(errors="replace"))
+            message = decode_envelope(payload, self._envelope_loads)
         except (TypeError, ValueError) as exc:
             # One line, as kombu's warning says it, without its traceback: a malformed
             # message is bad input, not a fault of ours.

@@ -16,7 +16,7 @@ def run(*args, **kwargs):
 
 
 def test_version_and_help():
-    assert run("--version").output.strip() == f"evtools, version {__version__}"
+    assert run("--version").output.splitlines()[0] == f"evtools, version {__version__}"
     help_text = run("events", "--help").output
     assert "-d, --dump" in help_text and "-D, --detach" in help_text
     assert "-d is --dump" in help_text and "--detach is -D" in help_text

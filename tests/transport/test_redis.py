@@ -125,9 +125,9 @@ def test_envelopes_decode_exactly_as_with_kombus_loads():
         '{"headers": {"host": "caf\\u00e9"}}',
     ]
     for text in texts:
-        assert fast().decode_envelope(text) == kombu_loads(text)
-    assert fast().decode_envelope(texts[1])["headers"]["eta"] == when
-    assert fast().decode_envelope(texts[2])["headers"] == when
+        assert fast().decode_envelope(text.encode()) == kombu_loads(text)
+    assert fast().decode_envelope(texts[1].encode())["headers"]["eta"] == when
+    assert fast().decode_envelope(texts[2].encode())["headers"] == when
 
 
 # -- sharing the socket with redis-py ----------------------------------------------------------
@@ -209,6 +209,26 @@ def test_the_read_ahead_transport_takes_many_messages_per_drain(redis_url):
     sent, received, _, drains = backlog_capture(redis_url, 3000)
     assert received == sent
     assert drains < len(sent) / 20, drains
+
+
+@fast_redis
+def test_the_read_ahead_transport_reads_itself_where_hiredis_is_installed(redis_url):
+    from redis.utils import HIREDIS_AVAILABLE
+
+    if not HIREDIS_AVAILABLE:
+        pytest.skip("hiredis is not installed (evtools[speedups] installs it)")
+    plain = redis.Redis.from_url(redis_url)
+    plain.ping()
+    assert type(plain.connection_pool.get_connection()._parser).__name__ == "_HiredisParser"
+    receiver, events = receiver_on(redis_url)
+    receiver.on_ready = lambda: send_tasks(redis_url, ["t1", "t2"])
+    read_directly = []
+    for _ in receiver.itercapture(wakeup=False, timeout=30):
+        read_directly.append(fast().readable_directly(receiver.channel.subclient.connection))
+        if len(events) >= 2:
+            break
+    assert received_uuids(events) == ["t1", "t2"]
+    assert read_directly == [True, True]  # hiredis' parser has no buffer to read beside
 
 
 def test_big_messages_between_small_ones_come_through_whole(redis_url):
