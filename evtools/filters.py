@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ("EventFilter", "binding_keys", "MULTI_KEY", "ALL_KEYS")
+__all__ = ("EventFilter", "binding_keys", "binds", "MULTI_KEY", "ALL_KEYS")
 
 #: The routing key that matches every event (Celery's default binding).
 ALL_KEYS = "#"
@@ -134,3 +134,8 @@ def binding_keys(types: Iterable[str]) -> tuple[str, ...]:
         if any(_overlap(_as_pattern(key), _as_pattern(other)) for other in kept[i + 1:]):
             return (ALL_KEYS,)
     return tuple(kept)
+
+
+def binds(keys: Iterable[str], routing_key: str) -> bool:
+    """Tell whether a message with ``routing_key`` reaches a queue bound with ``keys``."""
+    return any(_covers(key, routing_key) for key in keys)
