@@ -148,3 +148,25 @@ def test_several_groups_are_each_delivered_once(broker_url, connection_for):
     assert several.receiver.message_count == (sent["task.failed"] + sent["task.multi"]
                                               + sent["task.received"] + sent["worker.heartbeat"])
     assert several.lines() == everything.lines()
+
+
+def test_without_fanout_patterns_redis_delivers_everything_and_the_dump_still_filters(redis_url):
+    options = {"transport_options": {"fanout_patterns": False}}
+    pushed = Tap(redis_url, dump_binding_keys(["task-failed"]),
+                 connection_for=lambda url: connect(url, **options))
+    with Connection(redis_url, **options) as publisher:
+        pushed.capture.start()
+        try:
+            with Producer(publisher.default_channel, exchange=get_exchange(publisher)) as producer:
+                for type_, uuid in (("task-received", "last"), ("worker-heartbeat", None),
+                                    ("task-failed", "last")):
+                    producer.publish(Event(type_, uuid=uuid, name="proj.last", hostname="w@x",
+                                           timestamp=1_700_000_000.0, clock=1),
+                                     routing_key=routing_key_for(type_), serializer="json")
+            assert wait_for(lambda: pushed.seen_last, timeout=10)
+        finally:
+            pushed.receiver.should_stop = True
+            pushed.capture.join(5)
+            pushed.connection.release()
+    assert pushed.receiver.message_count == 3  # one channel for all: nothing pushed down
+    assert len(pushed.lines()) == 1 and "proj.last" in pushed.lines()[0]
