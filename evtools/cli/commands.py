@@ -46,7 +46,8 @@ def run_dump(settings: Settings | None, replay: IO[str] | None = None, speed: fl
                     event_filter=EventFilter(types=types, hostnames=hostnames, tasks=tasks))
     # the broker drops most unwanted types; the dumper's filter keeps exactly the wanted ones
     source = make_source(settings, replay, speed, status, watchdog=watchdog,
-                         routing_keys=dump_binding_keys(types, tasks, json_lines))
+                         routing_keys=dump_binding_keys(types, tasks, json_lines,
+                                                        recording=record is not None))
     status("-> evdump: starting capture...")
     return run_until_stopped(lambda: source.run(dumper.on_event), on_stop=source.stop)
 

@@ -28,13 +28,14 @@ _SENDS_NAME = frozenset({"task-received", "task-sent"})
 
 
 def dump_binding_keys(types: Sequence[str], tasks: Sequence[str] = (),
-                      json_lines: bool = False) -> tuple[str, ...]:
+                      json_lines: bool = False, recording: bool = False) -> tuple[str, ...]:
     """Return the routing keys a dump of ``types`` needs from the broker.
 
     Besides the wanted types, the events that name a task (task-received, task-sent) when
     task events are wanted and the name is used: in human lines, or by ``tasks`` globs.
+    A ``recording`` (``--record``) keeps every event, so it needs them all.
     """
-    keys = binding_keys(types)
+    keys = binding_keys(() if recording else types)
     if keys != binding_keys(()) and binds(keys, MULTI_KEY) and (tasks or not json_lines):
         keys = binding_keys([*types, *sorted(_SENDS_NAME)])
     return keys

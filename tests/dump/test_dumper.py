@@ -214,3 +214,8 @@ def test_every_dump_line_goes_through_say():
 def test_dump_binds_the_wanted_types_and_what_names_their_tasks(types, tasks, json_lines, keys):
     from evtools.dump.dumper import dump_binding_keys
     assert dump_binding_keys(types, tasks, json_lines) == keys
+
+
+def test_a_dump_that_records_binds_every_event():
+    from evtools.dump.dumper import dump_binding_keys
+    assert dump_binding_keys(["task-failed"], recording=True) == ("#",)
