@@ -56,11 +56,11 @@ class Tap:
         return re.sub(r"local_received=[0-9.e+-]+", "", self.out.getvalue()).splitlines()
 
 
-def publish_mixed_stream(url: str) -> dict[str, int]:
+def publish_mixed_stream(url: str, connection_for=Connection) -> dict[str, int]:
     """Publish the mix; return how many messages went out per routing key."""
     sent: dict[str, int] = {}
     clock = itertools.count(1)  # each event its own, so receivers need not invent them
-    with Connection(url) as connection:
+    with connection_for(url) as connection:
         producer = Producer(connection.default_channel, exchange=get_exchange(connection))
 
         def publish(body: object, routing_key: str) -> None:
@@ -92,11 +92,11 @@ def publish_mixed_stream(url: str) -> dict[str, int]:
     return sent
 
 
-def run_taps(url: str, taps: list[Tap]) -> dict[str, int]:
+def run_taps(url: str, taps: list[Tap], connection_for=Connection) -> dict[str, int]:
     for tap in taps:
         tap.capture.start()
     try:
-        sent = publish_mixed_stream(url)
+        sent = publish_mixed_stream(url, connection_for)
         assert wait_for(lambda: all(tap.seen_last for tap in taps), timeout=20)
     finally:
         for tap in taps:
@@ -170,3 +170,16 @@ def test_without_fanout_patterns_redis_delivers_everything_and_the_dump_still_fi
             pushed.connection.release()
     assert pushed.receiver.message_count == 3  # one channel for all: nothing pushed down
     assert len(pushed.lines()) == 1 and "proj.last" in pushed.lines()[0]
+
+
+def test_on_sentinel_both_fanout_prefixes_are_bound_once_per_key(sentinel):
+    url, master_name = sentinel
+
+    def connection_for(url: str) -> Connection:
+        return connect(url, transport_options={"master_name": master_name})
+    pushed = Tap(url, dump_binding_keys(["task-failed"]), connection_for=connection_for)
+    everything = Tap(url, "#", connection_for=connection_for)
+    sent = run_taps(url, [pushed, everything], connection_for)
+    assert pushed.receiver.message_count == (sent["task.failed"] + sent["task.multi"]
+                                             + sent["task.received"])
+    assert pushed.lines() == everything.lines()
