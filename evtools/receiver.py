@@ -7,11 +7,11 @@ import math
 import time
 import uuid as uuidlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from kombu import Connection, Consumer, Queue
+from kombu import Connection, Consumer, Queue, binding
 from kombu.clocks import LamportClock
 
 from .config import Settings, resolve_settings
@@ -134,10 +134,14 @@ class EventReceiver:
     no handler of their own. Only JSON messages are accepted; anything else, and any
     message that is not a valid event, is dropped, counted in :attr:`dropped` by kind and
     logged once per kind, and capture goes on.
+
+    ``routing_key`` is the binding key (``'#'``: every event), or several (see
+    :func:`evtools.filters.binding_keys`): the broker then delivers only events whose routing
+    key matches one of them.
     """
 
     def __init__(self, channel: Any, handlers: Mapping[str, Callable[[dict], Any]] | None = None,
-                 routing_key: str = "#", node_id: str | None = None, app: Any = None,
+                 routing_key: str | Sequence[str] = "#", node_id: str | None = None, app: Any = None,
                  queue_prefix: str | None = None, accept: Any = None,
                  queue_ttl: float | None = None, queue_expires: float | None = None,
                  queue_exclusive: bool | None = None, queue_durable: bool | None = None,
@@ -174,10 +178,15 @@ class EventReceiver:
         durable = settings.event_queue_durable if queue_durable is None else queue_durable
         if exclusive and durable:
             raise ConfigurationError("the event queue cannot be both exclusive and durable")
-        self.queue = Queue(f"{self.queue_prefix}.{self.node_id}", exchange=self.exchange,
-                           routing_key=self.routing_key, auto_delete=not durable,
-                           durable=durable, exclusive=exclusive, message_ttl=ttl,
-                           expires=expires)
+        #: The binding keys, one or more.
+        self.routing_keys: tuple[str, ...] = ((routing_key,) if isinstance(routing_key, str)
+                                              else tuple(routing_key) or ("#",))
+        options = dict(auto_delete=not durable, durable=durable, exclusive=exclusive,
+                       message_ttl=ttl, expires=expires)
+        #: The queues consumed: one, except on Redis with several keys.
+        self.queues = self._queues_for(f"{self.queue_prefix}.{self.node_id}", options)
+        #: The event queue (the first, when there are several).
+        self.queue = self.queues[0]
         #: Messages and events dropped, by kind (``not-json``, ``content-type:...``, ...).
         self.dropped: Counter[str] = Counter()
         #: Events handed to handlers so far.
@@ -199,7 +208,28 @@ class EventReceiver:
         #: Decodes message bodies: orjson or the standard library, decided once per process.
         self._loads = body_loads()
 
+    def _queues_for(self, name: str, options: dict[str, Any]) -> list[Queue]:
+        """The queue bound with every routing key: on a fanout exchange, one queue per key.
+
+        kombu's Redis transport keeps one pattern per fanout queue (a second binding
+        replaces the first), so each key gets its own queue there; the keys never overlap,
+        so no message comes twice.
+        """
+        exchange, keys = self.exchange, self.routing_keys
+        if len(keys) == 1:
+            return [Queue(name, exchange=exchange, routing_key=keys[0], **options)]
+        if exchange.type == "fanout":
+            return [Queue(f"{name}.{i}" if i else name, exchange=exchange, routing_key=key, **options)
+                    for i, key in enumerate(keys)]
+        return [Queue(name, exchange=exchange, routing_key=keys[0], **options,
+                      bindings=[binding(exchange, routing_key=key) for key in keys])]
+
     # -- the connection ------------------------------------------------------------------
+
+    @property
+    def message_count(self) -> int:
+        """Messages the broker delivered and this receiver handled (a ``task.multi`` list is one)."""
+        return self._handled
 
     @property
     def connection(self) -> Connection:
@@ -338,7 +368,7 @@ class EventReceiver:
         """
         connection = self._connection
         channel = self.channel
-        consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
+        consumer = Consumer(channel, queues=self.queues, on_message=self._on_message,
                             no_ack=True, accept=self.accept)
         # On evtools' AMQP and Redis transports plain messages come as (content type, body),
         # without the transport's and kombu's message objects.

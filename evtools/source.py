@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -36,12 +36,15 @@ class LiveSource:
     The first connection is made at once: if the broker cannot be reached then,
     :class:`~evtools.errors.BrokerError` says why. Later losses are reported through
     ``status`` (``-> Connection lost, attempting reconnect``) and retried with capped backoff.
+    ``routing_keys`` are the binding keys (:func:`evtools.filters.binding_keys`): the broker
+    delivers only the events they match.
     """
 
     def __init__(self, settings: Settings, wakeup: bool = True,
                  status: StatusCallback = _quiet, retry_startup: bool = False,
-                 watchdog: float | None = None) -> None:
+                 watchdog: float | None = None, routing_keys: Sequence[str] = ("#",)) -> None:
         self.settings = settings
+        self.routing_keys = tuple(routing_keys)
         #: Give up (:class:`WatchdogExpired`) when no event at all arrives for this long.
         self.watchdog = watchdog
         self._expired = False
@@ -66,6 +69,7 @@ class LiveSource:
         connection = (broker.connection_for(self.settings) if self.retry_startup
                       else broker.connect(self.settings))
         receiver = self.receiver = EventReceiver(connection, handlers={"*": handler},
+                                                 routing_key=self.routing_keys,
                                                  settings=self.settings, on_ready=self._ready)
         with ExitStack() as stack:
             stack.callback(connection.release)
@@ -92,7 +96,8 @@ class LiveSource:
     def _ready(self) -> None:
         self._running()
         if self.receiver is not None:
-            logger.info("consuming events from %s (queue %s)", self.url, self.receiver.queue.name)
+            logger.info("consuming events from %s (queue %s, routing keys %s)", self.url,
+                        self.receiver.queue.name, " ".join(self.receiver.routing_keys))
         self.connected.set()
 
     @staticmethod

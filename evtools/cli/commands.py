@@ -9,7 +9,7 @@ from typing import IO, Any
 from ..transport.broker import safe_url
 from ..config import Settings
 from ..demo import DemoCluster
-from ..dump.dumper import Dumper
+from ..dump.dumper import Dumper, dump_binding_keys
 from ..filters import EventFilter
 from ..proctitle import set_process_title
 from ..runner import run_until_stopped
@@ -25,12 +25,14 @@ Status = Callable[[str], None]
 
 def make_source(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0,
                 status: Status = lambda _: None, wakeup: bool = True,
-                watchdog: float | None = None) -> LiveSource | ReplaySource:
+                watchdog: float | None = None,
+                routing_keys: Sequence[str] = ("#",)) -> LiveSource | ReplaySource:
     """Return the event source: the recording when ``replay`` is given, else the broker."""
     if replay is not None:
         return ReplaySource(replay, speed=speed)
     assert settings is not None
-    return LiveSource(settings, wakeup=wakeup, status=status, watchdog=watchdog)
+    return LiveSource(settings, wakeup=wakeup, status=status, watchdog=watchdog,
+                      routing_keys=routing_keys)
 
 
 def run_dump(settings: Settings | None, replay: IO[str] | None = None, speed: float = 1.0,
@@ -42,7 +44,10 @@ def run_dump(settings: Settings | None, replay: IO[str] | None = None, speed: fl
     set_process_title("dump")
     dumper = Dumper(out=out, json_lines=json_lines, record=record,
                     event_filter=EventFilter(types=types, hostnames=hostnames, tasks=tasks))
-    source = make_source(settings, replay, speed, status, watchdog=watchdog)
+    # the broker drops most unwanted types; the dumper's filter keeps exactly the wanted ones
+    source = make_source(settings, replay, speed, status, watchdog=watchdog,
+                         routing_keys=dump_binding_keys(types, tasks, json_lines,
+                                                        recording=record is not None))
     status("-> evdump: starting capture...")
     return run_until_stopped(lambda: source.run(dumper.on_event), on_stop=source.stop)
 

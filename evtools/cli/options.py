@@ -72,7 +72,8 @@ dump_options = _apply([
                  help="With --dump: also append every event captured to FILE as JSON lines, "
                       "a recording for --replay."),
     click.option("-t", "--type", "types", metavar="GLOB", multiple=True,
-                 help="With --dump: only events whose type matches (task-fail*). Repeatable."),
+                 help="With --dump: only events whose type matches (task-fail*); the broker "
+                      "is asked for the matching types only (docs/brokers.md). Repeatable."),
     click.option("--hostname", "hostnames", metavar="GLOB", multiple=True,
                  help="With --dump: only events sent by matching hosts (worker1@*). Repeatable."),
     click.option("--task", "tasks", metavar="NAME-GLOB", multiple=True,
@@ -229,5 +230,6 @@ exporter_extra_options = _apply([
                       'labelled "__overflow__" and are counted (0: no cap).'),
     click.option("--type", "types", metavar="GLOB", multiple=True,
                  help="Count only events of these types (task-succeeded, task-f*), to split "
-                      "one cluster's stream across exporters. Repeatable."),
+                      "one cluster's stream across exporters; the broker is asked for their "
+                      "groups only (task-*, worker-*). Repeatable."),
 ])

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ..filters import EventFilter
+from ..filters import MULTI_KEY, EventFilter, binding_keys, binds
 from ..lru import LRUMap
 from ..textsafe import escape_json, escape_text
 from ..transport.speedups import dumps_line
 
-__all__ = ("Dumper", "format_human", "format_json", "humanize_type", "HUMAN_TYPES")
+__all__ = ("Dumper", "dump_binding_keys", "format_human", "format_json", "humanize_type", "HUMAN_TYPES")
 
 HUMAN_TYPES = {
     "worker-offline": "shutdown",
@@ -23,6 +24,20 @@ HUMAN_TYPES = {
 TASK_NAME_MEMORY = 0xFFF
 
 _SENDS_NAME = frozenset({"task-received", "task-sent"})
+
+
+def dump_binding_keys(types: Sequence[str], tasks: Sequence[str] = (),
+                      json_lines: bool = False, recording: bool = False) -> tuple[str, ...]:
+    """Return the routing keys a dump of ``types`` needs from the broker.
+
+    Besides the wanted types, the events that name a task (task-received, task-sent) when
+    task events are wanted and the name is used: in human lines, or by ``tasks`` globs.
+    A ``recording`` (``--record``) keeps every event, so it needs them all.
+    """
+    keys = binding_keys(() if recording else types)
+    if keys != binding_keys(()) and binds(keys, MULTI_KEY) and (tasks or not json_lines):
+        keys = binding_keys([*types, *sorted(_SENDS_NAME)])
+    return keys
 
 
 def humanize_type(type_: str) -> str:

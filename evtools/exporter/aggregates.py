@@ -159,6 +159,10 @@ class CeleryMetrics:
                 self._owned[event_type] = owned
         return owned
 
+    def owns_tasks(self) -> bool:
+        """Tell whether this exporter counts any task event family."""
+        return any(self.owns(family) for family in self._counters)
+
     def owns_workers(self) -> bool:
         """Tell whether this exporter exports the worker and queue gauges (worker-heartbeat)."""
         return self.owns("worker-heartbeat")

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from ..transport.broker import safe_url
 from ..config import Settings
 from ..errors import ConfigurationError
+from ..filters import binding_keys
 from ..source import LiveSource
 from .aggregates import CeleryMetrics
 from .brokerstats import BrokerRefresher
@@ -46,7 +47,8 @@ class Exporter:
         self.config = config
         self.serve = serve
         self.metrics = CeleryMetrics(config)
-        self.source = source if source is not None else LiveSource(settings, retry_startup=True)
+        self.source = source if source is not None else LiveSource(
+            settings, retry_startup=True, routing_keys=self.routing_keys())
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(CeleryCollector(self.metrics, self.source))
         self.refresher = (BrokerRefresher(self.metrics, settings, serve.refresh_interval)
@@ -57,6 +59,17 @@ class Exporter:
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {serve.host}:{serve.port}: "
                                      f"{exc.strerror or exc}") from None
+
+    def routing_keys(self) -> tuple[str, ...]:
+        """The binding keys for ``--type``: whole groups, since every task event feeds the task
+        state (names, queues, sent times) and every worker event the worker gauges."""
+        everything = binding_keys(())
+        if binding_keys(self.config.types) == everything:
+            return everything
+        groups = [f"{group}-*" for group, wanted in (("task", self.metrics.owns_tasks()),
+                                                     ("worker", self.metrics.owns_workers()))
+                  if wanted]
+        return binding_keys(groups or self.config.types)
 
     def health(self) -> tuple[bool, str]:
         """Healthy while connected to the broker and (with a limit) events keep coming."""

@@ -200,3 +200,22 @@ def test_every_dump_line_goes_through_say():
         dumper.on_event(dict(event))
     assert len(said) == len(events) == dumper.printed
     assert dumper.out.getvalue() == ""
+
+
+@pytest.mark.parametrize(("types", "tasks", "json_lines", "keys"), [
+    ((), (), False, ("#",)),
+    (("task-failed",), (), True, ("task.failed", "task.multi")),
+    # human lines name the task, from its task-received or task-sent
+    (("task-failed",), (), False, ("task.failed", "task.received", "task.sent", "task.multi")),
+    (("task-failed",), ("proj.*",), True, ("task.failed", "task.received", "task.sent", "task.multi")),
+    (("worker-*",), (), False, ("worker.#",)),
+    (("task-fail*",), (), False, ("task.#",)),
+])
+def test_dump_binds_the_wanted_types_and_what_names_their_tasks(types, tasks, json_lines, keys):
+    from evtools.dump.dumper import dump_binding_keys
+    assert dump_binding_keys(types, tasks, json_lines) == keys
+
+
+def test_a_dump_that_records_binds_every_event():
+    from evtools.dump.dumper import dump_binding_keys
+    assert dump_binding_keys(["task-failed"], recording=True) == ("#",)

@@ -196,3 +196,21 @@ def test_health_fails_after_max_silence(redis_url: str) -> None:
         assert get(health)[0] == 503 and exporter.source.connected.is_set()
     finally:
         exporter.stop()
+
+
+@pytest.mark.parametrize(("types", "keys"), [
+    ((), ("#",)),
+    (("task-*",), ("task.#",)),
+    # every task event feeds the task state: names, queues, sent times
+    (("task-succeeded", "task-failed"), ("task.#",)),
+    (("worker-heartbeat",), ("worker.#",)),
+    (("task-failed", "worker-*"), ("task.#", "worker.#")),
+    (("*",), ("#",)),
+])
+def test_exporter_types_bind_whole_groups(types: tuple[str, ...], keys: tuple[str, ...]) -> None:
+    exporter = Exporter(Settings(broker_url="memory://"), ExporterConfig(types=types),
+                        ServeOptions(host="127.0.0.1", port=0), source=ReplaySource(iter(())))
+    try:
+        assert exporter.routing_keys() == keys
+    finally:
+        exporter.server.stop()

@@ -23,7 +23,8 @@ def test_a_real_workers_events_come_out_of_the_dump(broker_url, celery_worker, c
     as_json = EvtoolsProcess("events", "--dump", "--json", "-b", broker_url, "-l", "info")
     filtered = EvtoolsProcess("events", "--dump", "-b", broker_url, "-l", "info",
                               "-t", "task-succ*", "--task", "interop_tasks.add")
-    dumps = (human, as_json, filtered)
+    failures = EvtoolsProcess("events", "--dump", "-b", broker_url, "-l", "info", "-t", "task-failed")
+    dumps = (human, as_json, filtered, failures)
     for dump in dumps:
         dump.wait_ready()
     title = subprocess.run(["ps", "-o", "args=", "-p", str(human.pid)], capture_output=True,
@@ -38,8 +39,8 @@ def test_a_real_workers_events_come_out_of_the_dump(broker_url, celery_worker, c
     assert worker.stop() == 0
     for dump in dumps:
         assert dump.wait_for("shutdown" if dump is not as_json else "worker-offline",
-                             stream="stdout", timeout=30) or dump is filtered
-    assert [dump.terminate() for dump in dumps] == [0, 0, 0]
+                             stream="stdout", timeout=30) or dump in (filtered, failures)
+    assert [dump.terminate() for dump in dumps] == [0, 0, 0, 0]
     for dump in dumps:
         assert not any("Traceback" in line for line in dump.stderr), dump.report()
 
@@ -58,14 +59,21 @@ def test_a_real_workers_events_come_out_of_the_dump(broker_url, celery_worker, c
     assert filtered.stdout and all("task succeeded: interop_tasks.add(" in line
                                    for line in filtered.stdout), filtered.report()
 
+    # -t task-failed is pushed down to the broker, and prints what filtering everything would
+    assert any("routing keys task.failed task.received task.sent task.multi" in line
+               for line in failures.stderr), failures.report()
+
+    def without_local_received(line):
+        return re.sub(r"local_received=[\d.e+]+", "", line)
+    assert [without_local_received(line) for line in failures.stdout] == \
+        [without_local_received(line) for line in human.stdout if "] task failed: " in line]
+
     replayed = subprocess.run([sys.executable, "-m", "evtools", "events", "--replay",
                                str(recording), "--speed", "0", "--dump"],
                               capture_output=True, text=True, timeout=60)
     assert replayed.returncode == 0
     assert replayed.stdout.splitlines() == human.stdout
 
-    def without_local_received(line):
-        return re.sub(r"local_received=[\d.e+]+", "", line)
     json_recording = tmp_path / "json.jsonl"
     json_recording.write_text("\n".join(as_json.stdout) + "\n")
     from_json = subprocess.run([sys.executable, "-m", "evtools", "events", "--replay",
