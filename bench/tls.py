@@ -1,6 +1,7 @@
 """Receiver + State throughput over TLS against plain TCP (issue 13).
 
     python -m tests.servers run -- python -m bench.tls [--events 30000] [--runs 3]
+                                                       [--redis-rate 50000]
 
 Needs the test servers' environment (``EVTOOLS_TEST_AMQP_URL``, ``..._AMQPS_URL``,
 ``..._REDIS_URL``, ``..._REDISS_URL``, ``..._TLS_DIR``). Six configurations: evtools on
@@ -11,6 +12,9 @@ configurations alternate within each run. Same pre-encoded single events as ``be
 on RabbitMQ published first into the receiver's queue (over the plain listener of the same
 broker, so only the receiver speaks TLS), on Redis published live once the receiver has
 subscribed (over TLS on the TLS-only server; rate from first to last event handled).
+Flat out, the publisher outruns a receiver on kombu's Redis transport by far and Redis
+disconnects it (32 MB behind): ``--redis-rate`` paces it, and a receiver slower than that
+rate is measured while its backlog grows.
 Prints the median per configuration, its ratio to evtools on plain TCP, and the transport
 class each receiver's connection used.
 """
@@ -53,7 +57,7 @@ def tls_options(kind: str | None) -> dict[str, str] | None:
     return options
 
 
-def run_case(index: int, events: int, workdir: Path) -> dict[str, Any]:
+def run_case(index: int, events: int, workdir: Path, rate: float | None = None) -> dict[str, Any]:
     """Measure configuration ``index`` in this process."""
     from .receive import measure_receiver
 
@@ -62,14 +66,16 @@ def run_case(index: int, events: int, workdir: Path) -> dict[str, Any]:
     node_id = f"bench-tls-{impl}-{uuid.uuid4().hex[:12]}"
     scheme = url.split("://")[0]
     return measure_receiver(impl, url, events, "single", "state", workdir / f"cache-{scheme}",
-                            node_id, ssl=tls_options(tls),
+                            node_id, rate=rate if url.startswith("redis") else None,
+                            ssl=tls_options(tls),
                             publish_url=os.environ[publish_var] if publish_var else None)
 
 
-def measure(index: int, events: int, workdir: Path) -> dict[str, Any]:
+def measure(index: int, events: int, workdir: Path, rate: float | None = None) -> dict[str, Any]:
     """Run configuration ``index`` in a fresh process; its JSON line."""
     done = subprocess.run([sys.executable, "-m", "bench.tls", "--case", str(index), "--events",
-                           str(events), "--workdir", str(workdir)],
+                           str(events), "--workdir", str(workdir)]
+                          + (["--redis-rate", f"{rate:g}"] if rate else []),
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed",
@@ -107,11 +113,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tls", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=30_000, help="events per measurement")
     parser.add_argument("--runs", type=int, default=3, help="measurements per configuration")
+    parser.add_argument("--redis-rate", type=float, default=None,
+                        help="pace the Redis publisher at this many events/s (default: flat out)")
     parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder")
     args = parser.parse_args(argv)
     if args.case is not None:
-        print(json.dumps(run_case(args.case, args.events, args.workdir)), flush=True)
+        print(json.dumps(run_case(args.case, args.events, args.workdir, args.redis_rate)), flush=True)
         return
     results: dict[int, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tls-") as scratch:
@@ -119,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         order = list(range(len(CONFIGS)))
         for run in range(args.runs):
             for index in order[run % len(order):] + order[:run % len(order)]:
-                result = measure(index, args.events, workdir)
+                result = measure(index, args.events, workdir, args.redis_rate)
                 results.setdefault(index, []).append(result)
                 print(f"run {run + 1} {CONFIGS[index][0]}: {result['rate']:,.0f} events/s "
                       f"({result.get('events')} events, {result.get('transport')}"
