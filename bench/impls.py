@@ -36,16 +36,21 @@ def new_state(impl: str, max_tasks: int | None = None) -> Any:
     return State() if max_tasks is None else State(max_tasks_in_memory=max_tasks)
 
 
-def _celery_app(url: str) -> Any:
+def _celery_app(url: str, ssl: dict[str, Any] | None = None) -> Any:
     from celery import Celery
 
     app = Celery("bench", broker=url, set_as_current=False)
     app.conf.update(event_queue_ttl=None, event_queue_expires=QUEUE_EXPIRES,
                     event_queue_exclusive=False)
+    if ssl:
+        from evtools.transport.broker import ssl_options_for
+
+        app.conf.broker_use_ssl = ssl_options_for(url.split("://")[0], ssl)
     return app
 
 
-def new_receiver(impl: str, url: str, handler: Handler, node_id: str, path: str = "cli") -> Any:
+def new_receiver(impl: str, url: str, handler: Handler, node_id: str, path: str = "cli",
+                 ssl: dict[str, Any] | None = None) -> Any:
     """A receiver on ``url`` calling ``handler`` for every event, its queue named by ``node_id``.
 
     Both use the queue the benchmark declares (no message TTL, not exclusive); the result has
@@ -54,12 +59,15 @@ def new_receiver(impl: str, url: str, handler: Handler, node_id: str, path: str 
     ``evtools.transport.broker.connection_for`` (its read-ahead transports, after their probe).
     ``path="library"`` connects as a library user following each README does: Celery's
     receiver on ``kombu.Connection(url)``, evtools' on ``evtools.connect(url)``.
+    ``ssl`` (TLS options in either spelling, as ``broker_use_ssl``) applies to the cli path.
     """
     _check(impl)
     if path == "library":
+        if ssl:
+            raise ValueError("TLS options are for the cli path")
         return _library_receiver(impl, url, handler, node_id)
     if impl == "celery":
-        app = _celery_app(url)
+        app = _celery_app(url, ssl)
         return app.events.Receiver(app.connection_for_read(), handlers={"*": handler},
                                    node_id=node_id)
     from evtools.transport.broker import connection_for
@@ -67,7 +75,7 @@ def new_receiver(impl: str, url: str, handler: Handler, node_id: str, path: str 
     from evtools.receiver import EventReceiver
 
     settings = Settings(broker_url=url, event_queue_ttl=None, event_queue_expires=QUEUE_EXPIRES,
-                        event_queue_exclusive=False)
+                        event_queue_exclusive=False, broker_use_ssl=ssl or None)
     return EventReceiver(connection_for(settings), handlers={"*": handler}, node_id=node_id,
                          settings=settings)
 

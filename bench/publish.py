@@ -1,7 +1,7 @@
 """Publish the synthetic stream to the event exchange, as fast as possible or at a fixed rate.
 
     python -m bench.publish URL --events 100000 --shape single|multi [--rate 25000]
-                            [--queue NAME ...] [--cache DIR]
+                            [--queue NAME ...] [--cache DIR] [--ssl-options JSON]
 
 ``--queue`` declares a receiver's queue (bound to every routing key) before publishing, so the
 events wait in it on RabbitMQ. Prints one JSON line: events and messages published, seconds.
@@ -41,14 +41,28 @@ PACE_TICK = 0.002
 BATCH = 500
 
 
-def connect(url: str) -> Connection:
+def connect(url: str, ssl: dict[str, Any] | None = None) -> Connection:
     """A connection to ``url`` that survives the broker's flow control.
 
     py-amqp sets TCP_USER_TIMEOUT to 1 s, so a publisher that RabbitMQ stops reading from
     for longer (it does, to pace a fast publisher) would see its connection aborted.
+    ``ssl``: TLS options in either spelling (see ``evtools.transport.broker.ssl_options_for``).
     """
     options = {"socket_settings": {socket.TCP_USER_TIMEOUT: 0}} if url.startswith("amqp") else {}
-    return Connection(url, transport_options=options)
+    if not ssl:
+        return Connection(url, transport_options=options)
+    from evtools.transport.broker import ssl_options_for
+
+    return Connection(url, transport_options=options, ssl=ssl_options_for(url.split("://")[0], ssl))
+
+
+def redis_client(url: str, ssl: dict[str, Any] | None = None) -> redis.Redis:
+    """A redis-py client for ``url``, with TLS options in redis-py's spelling (``ssl_*``)."""
+    if not ssl:
+        return redis.Redis.from_url(url)
+    from evtools.transport.broker import ssl_options_for
+
+    return redis.Redis.from_url(url, **ssl_options_for("rediss", ssl))
 
 
 def event_exchange(connection: Connection) -> Exchange:
@@ -116,11 +130,11 @@ def _recording(connection: Connection) -> Iterator[_Recorder]:
 class Sender:
     """Writes pre-encoded messages to the broker: AMQP frames on the socket, or Redis PUBLISH."""
 
-    def __init__(self, connection: Connection, url: str) -> None:
+    def __init__(self, connection: Connection, url: str, ssl: dict[str, Any] | None = None) -> None:
         self.connection = connection
         self.producer = new_producer(connection)
         self.amqp = connection.transport.driver_type == "amqp"
-        self._redis = None if self.amqp else redis.Redis.from_url(url)
+        self._redis = None if self.amqp else redis_client(url, ssl)
 
     def encode(self, messages: Sequence[WireMessage]) -> list[Any]:
         """Return each message as kombu would send it (one item per message)."""
@@ -183,12 +197,13 @@ def send_paced(sender: Sender, items: Sequence[Any], counts: Sequence[int], rate
 
 
 def publish(url: str, events: int, shape: str, rate: float | None = None,
-            queues: Sequence[str] = (), cache: Path | None = None) -> dict[str, Any]:
+            queues: Sequence[str] = (), cache: Path | None = None,
+            ssl: dict[str, Any] | None = None) -> dict[str, Any]:
     """Declare ``queues``, publish ``events`` events of the stream and return what was sent."""
-    with connect(url) as connection:
+    with connect(url, ssl) as connection:
         for name in queues:
             declare_queue(connection, name)
-        sender = Sender(connection, url)
+        sender = Sender(connection, url, ssl)
         items, counts = _encoded(sender, events, shape, cache)
         started_at = time.time()
         began = time.perf_counter()
@@ -221,9 +236,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=None, help="events per second (default: flat out)")
     parser.add_argument("--queue", action="append", default=[], help="declare this receiver queue first")
     parser.add_argument("--cache", type=Path, default=None, help="keep encoded messages in this folder")
+    parser.add_argument("--ssl-options", type=json.loads, default=None, metavar="JSON",
+                        help="TLS options (either spelling), e.g. for rediss://")
     args = parser.parse_args(argv)
-    print(json.dumps(publish(args.url, args.events, args.shape, args.rate, args.queue, args.cache)),
-          flush=True)
+    print(json.dumps(publish(args.url, args.events, args.shape, args.rate, args.queue, args.cache,
+                             args.ssl_options)), flush=True)
 
 
 if __name__ == "__main__":

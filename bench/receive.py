@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import redis
 
 from .impls import new_receiver, new_state
+from .publish import redis_client
 
 __all__ = ("measure_receiver", "EventCounter")
 
@@ -56,9 +56,10 @@ class EventCounter:
 
 
 def _publish_command(url: str, events: int, shape: str, cache: Path, queue: str | None,
-                     rate: float | None = None) -> list[str]:
+                     rate: float | None = None, ssl: dict[str, Any] | None = None) -> list[str]:
     command = [sys.executable, "-m", "bench.publish", url, "--events", str(events), "--shape", shape,
                "--cache", str(cache)]
+    command += ["--ssl-options", json.dumps(ssl)] if ssl else []
     return command + (["--queue", queue] if queue else []) + (["--rate", f"{rate:g}"] if rate else [])
 
 
@@ -67,9 +68,10 @@ def _run_publisher(command: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _wait_for_subscriber(url: str, timeout: float = START_TIMEOUT) -> None:
+def _wait_for_subscriber(url: str, timeout: float = START_TIMEOUT,
+                         ssl: dict[str, Any] | None = None) -> None:
     """Block until some client holds a Redis (pattern) subscription: the receiver listens."""
-    client = redis.Redis.from_url(url)
+    client = redis_client(url, ssl)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(int(c.get("psub", 0)) or int(c.get("sub", 0)) for c in client.client_list()):
@@ -98,9 +100,10 @@ class _Watchdog(threading.Thread):
                 self.receiver.should_stop = True
 
 
-def _publish_live(command: list[str], url: str, result: dict[str, Any], done: threading.Event) -> None:
+def _publish_live(command: list[str], url: str, result: dict[str, Any], done: threading.Event,
+                  ssl: dict[str, Any] | None = None) -> None:
     try:
-        _wait_for_subscriber(url)
+        _wait_for_subscriber(url, ssl=ssl)
         result.update(_run_publisher(command))
     except Exception as exc:  # reported in the result; the watchdog stops the receiver
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -108,28 +111,43 @@ def _publish_live(command: list[str], url: str, result: dict[str, Any], done: th
         done.set()
 
 
+def _transport_name(receiver: Any) -> str | None:
+    """Module and class of the transport the receiver's connection used."""
+    connection = getattr(receiver, "connection", None)
+    if connection is None:
+        return None
+    kind = type(connection.transport)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 def measure_receiver(impl: str, url: str, events: int, shape: str, handler: str, cache: Path,
                      node_id: str, path: str = "cli", rate: float | None = None,
                      timed_part: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+                     ssl: dict[str, Any] | None = None, publish_url: str | None = None,
                      ) -> dict[str, Any]:
     """Run one receiver over ``events`` events of ``shape``; return rates and counts.
 
     ``timed_part()`` is entered around the capture (to profile it). ``rate`` paces the
     publisher (Redis): ``loss`` is then the share of the published events never handled.
+    ``ssl``: TLS options for the receiver and the publisher; ``publish_url`` (default ``url``):
+    where the publisher connects (the plain listener of the same RabbitMQ, say), without
+    ``ssl`` when given. ``transport`` in the result names the receiver's transport class.
     """
     live = url.startswith("redis")
     state = new_state(impl) if handler == "state" else None
     counter = EventCounter(events, state.event if state is not None else None)
     queue = None if live else f"celeryev.{node_id}"
-    command = _publish_command(url, events, shape, cache, queue, rate)
+    publish_ssl = ssl if publish_url is None else None
+    command = _publish_command(publish_url or url, events, shape, cache, queue, rate, publish_ssl)
     published: dict[str, Any] = {}
     publisher_done = threading.Event()
     if not live:
         published.update(_run_publisher(command))
         publisher_done.set()
-    receiver = counter.receiver = new_receiver(impl, url, counter, node_id, path)
+    receiver = counter.receiver = new_receiver(impl, url, counter, node_id, path, ssl=ssl)
     if live:
-        threading.Thread(target=_publish_live, args=(command, url, published, publisher_done),
+        threading.Thread(target=_publish_live,
+                         args=(command, publish_url or url, published, publisher_done, publish_ssl),
                          daemon=True).start()
     _Watchdog(counter, receiver, publisher_done).start()
     began = time.perf_counter()
@@ -146,4 +164,5 @@ def measure_receiver(impl: str, url: str, events: int, shape: str, handler: str,
             "seconds": seconds, "rate": counter.count / seconds if seconds > 0 else 0.0,
             "publisher_rate": published.get("rate"), "error": error or published.get("error"),
             "tasks": len(state.tasks) if state is not None else None,
+            "transport": _transport_name(receiver),
             "loss": 1 - counter.count / published["events"] if published.get("events") else None}
