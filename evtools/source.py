@@ -108,6 +108,10 @@ class LiveSource:
             logger.debug("could not delete queue %s", receiver.queue.name, exc_info=True)
 
     def _lost(self, exc: Exception) -> None:
+        if self.retry_startup and self.receiver is not None:
+            # A source that waits for its broker (the camera) never went through connect(),
+            # which refuses a Redis Cluster node; a node fails at the queue declaration, here.
+            broker.refuse_redis_cluster(self.receiver.connection, self.settings.broker_url)
         self.reconnects += 1
         self.connected.clear()
         self.status("-> Connection lost, attempting reconnect")

@@ -16,7 +16,7 @@ from ..config import Settings
 from ..errors import BrokerError, ConfigurationError, UnsupportedBroker
 
 __all__ = ("access_refused", "permission_message", "check_url", "connect", "connection_for",
-           "mask_passwords", "safe_url", "ssl_options_for")
+           "mask_passwords", "refuse_redis_cluster", "safe_url", "ssl_options_for")
 
 logger = logging.getLogger(__name__)
 
@@ -189,14 +189,14 @@ def connect(settings: Settings, timeout: float = 5.0) -> Connection:
         reason = str(exc) or type(exc).__name__
         raise BrokerError(f"cannot connect to {safe_url(settings.broker_url)}: {reason}") from None
     try:
-        _refuse_redis_cluster(connection, settings.broker_url)
+        refuse_redis_cluster(connection, settings.broker_url)
     except UnsupportedBroker:
         connection.release()
         raise
     return connection
 
 
-def _refuse_redis_cluster(connection: Connection, url: str) -> None:
+def refuse_redis_cluster(connection: Connection, url: str) -> None:
     """Raise :class:`UnsupportedBroker` when a redis:// URL names a node of a Redis Cluster."""
     if connection.transport.driver_type != "redis":
         return

@@ -26,7 +26,10 @@ class ClusterNode(RedisServer):
 @pytest.fixture
 def cluster_node():
     workdir = Path(tempfile.mkdtemp(prefix="evtools-cluster-"))
-    node = ClusterNode(free_port(), workdir)
+    port = free_port()
+    while port > 55535:  # redis-server refuses a cluster node whose bus port (+10000) would not fit
+        port = free_port()
+    node = ClusterNode(port, workdir)
     try:
         try:
             node.start()
@@ -38,7 +41,9 @@ def cluster_node():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.mark.parametrize("mode", [["--dump"], []], ids=["dump", "monitor"])
+@pytest.mark.parametrize("mode", [["--dump"], [], ["--camera", "evtools.cameras.JSONLinesCamera",
+                                                    "--camera-opt", "path=/dev/null"]],
+                         ids=["dump", "monitor", "camera"])
 def test_a_redis_cluster_node_is_refused_in_one_line(cluster_node, mode):
     done = subprocess.run([sys.executable, "-m", "evtools", "events", *mode, "-b", cluster_node.url],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
