@@ -216,7 +216,8 @@ def test_the_read_ahead_transport_reads_itself_where_hiredis_is_installed(redis_
     from redis.utils import HIREDIS_AVAILABLE
 
     if not HIREDIS_AVAILABLE:
-        pytest.skip("hiredis is not installed (evtools[speedups] installs it)")
+        pytest.fail("hiredis is not installed (the test extra and evtools[speedups] install it)",
+                    pytrace=False)
     plain = redis.Redis.from_url(redis_url)
     plain.ping()
     assert type(plain.connection_pool.get_connection()._parser).__name__ == "_HiredisParser"

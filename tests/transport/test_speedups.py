@@ -46,9 +46,16 @@ def dumps(value, default=None, option=0):
 """
 
 
+def require_orjson() -> Any:
+    """orjson, which the test extra installs: a test that needs it fails without it."""
+    import orjson
+
+    return orjson
+
+
 def fast_loads() -> Any:
-    """The orjson body decoder (the test is skipped where orjson is not installed)."""
-    orjson = pytest.importorskip("orjson")
+    """The orjson body decoder (orjson comes with the test extra)."""
+    orjson = require_orjson()
     return speedups._fast_body_loads(orjson.loads)
 
 
@@ -127,7 +134,7 @@ def test_every_edge_case_decodes_with_orjson_as_with_the_standard_library(body):
 
 
 def test_the_edge_cases_still_show_the_differences_they_guard_against():
-    orjson = pytest.importorskip("orjson")
+    orjson = require_orjson()
     assert orjson.loads(EDGE_CASES["integer above u64"])["clock"] == 2.0 ** 64  # a float
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(EDGE_CASES["nan"])
@@ -135,9 +142,9 @@ def test_the_edge_cases_still_show_the_differences_they_guard_against():
 
 
 def corpus_bodies() -> list[bytes]:
-    """The raw bodies real Celery workers sent (skipped where the corpus is not laid out)."""
+    """The raw bodies real Celery workers sent (the test fails where the corpus is not laid out)."""
     if not CORPUS.exists():
-        pytest.skip(f"{CORPUS} is not here")
+        pytest.fail(f"{CORPUS} is not here (the corpus in ../shared)", pytrace=False)
     with CORPUS.open() as lines:
         return [json.loads(line)["body_raw"].encode() for line in lines if line.strip()]
 
@@ -167,9 +174,9 @@ def test_the_corpus_gives_the_same_events_with_orjson():
 
 
 def test_the_corpus_envelopes_decode_the_same_with_orjson():
-    orjson = pytest.importorskip("orjson")
+    orjson = require_orjson()
     if not CORPUS.exists():
-        pytest.skip(f"{CORPUS} is not here")
+        pytest.fail(f"{CORPUS} is not here (the corpus in ../shared)", pytrace=False)
     fast = speedups._fast_envelope_loads(orjson.loads)
     with CORPUS.open() as lines:
         for line in lines:
@@ -187,7 +194,7 @@ def test_the_corpus_envelopes_decode_the_same_with_orjson():
     b'{"body": "\xed\xa0\x80"}', b'{"n": 123456789012345678901234567890}', b"{", b"",
 ])
 def test_odd_envelopes_decode_or_fail_as_with_the_standard_library(payload):
-    orjson = pytest.importorskip("orjson")
+    orjson = require_orjson()
 
     def result(loads: Any) -> Any:
         try:
@@ -239,8 +246,8 @@ WRITTEN = [
 
 
 def fast_dumps() -> Any:
-    """The orjson line writer (the test is skipped where orjson is not installed)."""
-    return speedups._fast_dumps(pytest.importorskip("orjson"))
+    """The orjson line writer (orjson comes with the test extra)."""
+    return speedups._fast_dumps(require_orjson())
 
 
 @pytest.mark.parametrize("value", WRITTEN)
@@ -311,7 +318,7 @@ def test_a_broken_orjson_is_turned_down_by_the_probe(tmp_path):
 
 
 def test_orjson_is_used_where_installed_and_says_so_at_debug_level():
-    pytest.importorskip("orjson")
+    require_orjson()
     done = python(PROBE, {})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["False None", "{'n': 18446744073709551616}"]
