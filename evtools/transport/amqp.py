@@ -65,8 +65,16 @@ PlainHandler = Callable[[Any, Any], Any]
 #: Distinct property lists remembered per channel (a cluster's workers send a handful).
 PROPERTY_CACHE_SIZE = 1024
 
-_FRAME_HEADER = struct.Struct(">BHI")
-_BODY_SIZE = struct.Struct(">Q")
+JSON_CONTENT_TYPE = "application/json"
+
+#: How kombu and Celery spell UTF-8 in ``content_encoding``.
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+
+#: First bytes of a JSON object or list: such a UTF-8 body decodes the same as bytes or as text.
+_JSON_OPENERS = frozenset(b"{[")
+
+_unpack_frame_header = struct.Struct(">BHI").unpack_from
+_unpack_body_size = struct.Struct(">Q").unpack_from
 _DELIVERY_TAG = struct.Struct(">QB")
 
 
@@ -142,46 +150,40 @@ class BufferedTCPTransport(TCPTransport):
 
 # -- finding a whole delivery in the buffer -------------------------------------------------
 
-def _cut_frame(buf: bytes, at: int, frame_type: int, channel: int | None,
-               ) -> tuple[int, bytes, int] | None:
-    """The complete, well-ended frame of ``frame_type`` at ``at``: (channel, payload, next position).
-
-    None when the frame is not all there, is of another type or channel, or is malformed
-    (py-amqp then reads it and reports what is wrong, as it always did).
-    """
-    if len(buf) - at < 7:
-        return None
-    kind, got_channel, size = _FRAME_HEADER.unpack_from(buf, at)
-    end = at + 7 + size
-    if (kind != frame_type or (channel is not None and got_channel != channel)
-            or len(buf) <= end or buf[end] != FRAME_END):
-        return None
-    return got_channel, buf[at + 7:end], end + 1
-
-
 def find_delivery(buf: bytes, at: int) -> tuple[int, bytes, bytes, bytes, int] | None:
     """A Basic.Deliver whose content header and one body frame follow it whole in ``buf``.
 
     Returns ``(channel, method payload, header payload, body, end position)``, or None when the
     frames at ``at`` are anything else: another method, a heartbeat, a delivery not all read
-    yet, a body split over several frames, an empty body (no body frame at all).
+    yet, a body split over several frames, an empty body (no body frame at all), frames of
+    different channels, or a frame that does not end well (py-amqp then reads it and reports
+    what is wrong, as it always did). One function, no helpers: it runs for every message.
     """
-    method = _cut_frame(buf, at, METHOD_FRAME, None)
-    if method is None or not method[1].startswith(_BASIC_DELIVER_BYTES):
+    size = len(buf)
+    if size - at < 7:
         return None
-    channel, method_payload, at = method
-    header = _cut_frame(buf, at, HEADER_FRAME, channel)
-    if header is None or len(header[1]) < 14 or not header[1].startswith(_BASIC_CLASS_BYTES):
+    kind, channel, length = _unpack_frame_header(buf, at)
+    method_at = at + 7
+    at = method_at + length
+    if (kind != METHOD_FRAME or size <= at + 7 or buf[at] != FRAME_END
+            or not buf.startswith(_BASIC_DELIVER_BYTES, method_at)):
         return None
-    _, header_payload, at = header
-    body = _cut_frame(buf, at, BODY_FRAME, channel)
-    if body is None:
+    method_end, at = at, at + 1
+    kind, header_channel, length = _unpack_frame_header(buf, at)
+    header_at = at + 7
+    at = header_at + length
+    if (kind != HEADER_FRAME or header_channel != channel or length < 14 or size <= at + 7
+            or buf[at] != FRAME_END or not buf.startswith(_BASIC_CLASS_BYTES, header_at)):
         return None
-    _, body_payload, at = body
-    body_size = _BODY_SIZE.unpack_from(header_payload, 4)[0]
-    if body_size == 0 or len(body_payload) != body_size:
+    header_end, at = at, at + 1
+    kind, body_channel, length = _unpack_frame_header(buf, at)
+    body_at = at + 7
+    at = body_at + length
+    if (kind != BODY_FRAME or body_channel != channel or size <= at or buf[at] != FRAME_END
+            or length == 0 or length != _unpack_body_size(buf, header_at + 4)[0]):
         return None
-    return channel, method_payload, header_payload, body_payload, at
+    return (channel, buf[method_at:method_end], buf[header_at:header_end], buf[body_at:at],
+            at + 1)
 
 
 def _short_string(payload: bytes, at: int) -> tuple[str, int]:
@@ -190,6 +192,17 @@ def _short_string(payload: bytes, at: int) -> tuple[str, int]:
     if end > len(payload):
         raise ValueError("short string runs past the frame")
     return payload[at + 1:end].decode("utf-8", "surrogatepass"), end
+
+
+def _plain_arguments_ok(payload: bytes, at: int) -> bool:
+    """Whether the rest of Basic.Deliver's arguments after the consumer tag (ending at ``at``)
+    are all there and in ASCII, so that py-amqp would decode them without a complaint."""
+    try:
+        exchange_end = at + 10 + payload[at + 9]
+        end = exchange_end + 1 + payload[exchange_end]
+    except IndexError:
+        return False
+    return end <= len(payload) and payload[at + 9:end].isascii()
 
 
 def deliver_arguments(payload: bytes) -> tuple[str, int, bool, str, str]:
@@ -213,7 +226,9 @@ class BufferedChannel(pyamqp.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: consumer tag -> (the callback py-amqp holds for it, its direct handler)
         self.plain_handlers: dict[str, tuple[Any, PlainHandler]] = {}
-        self._plain_properties: dict[bytes, tuple[Any, Any] | None] = {}
+        #: The same by the consumer tag's bytes: (tag, callback, handler).
+        self._plain_by_tag: dict[bytes, tuple[str, Any, PlainHandler]] = {}
+        self._plain_properties: dict[bytes, tuple[Any, Any, bool] | None] = {}
         super().__init__(*args, **kwargs)
 
     def route_plain_messages(self, start_consuming: Callable[[], Any],
@@ -232,6 +247,14 @@ class BufferedChannel(pyamqp.Channel):
         """
         if self.is_closing or BASIC_DELIVER in self._pending:
             return None  # py-amqp drops it (closing), or wakes whoever waits for it
+        tag_end = 5 + method[4] if len(method) > 4 else 0
+        plain = self._plain_by_tag.get(method[5:tag_end]) if tag_end else None
+        if plain is not None and _plain_arguments_ok(method, tag_end) \
+                and self.callbacks.get(plain[0]) is plain[1]:
+            # A plain consumer's delivery: only its consumer tag matters (no ack, no message).
+            handed = self._plain_delivery(plain[2], header, body)
+            if handed is not None:
+                return handed
         try:
             arguments = deliver_arguments(method)
         except (ValueError, IndexError, struct.error):
@@ -248,24 +271,31 @@ class BufferedChannel(pyamqp.Channel):
 
     def _plain_delivery(self, handler: PlainHandler, header: bytes, body: bytes,
                         ) -> Callable[[], Any] | None:
-        """Call ``handler(content_type, body)``, the body decoded as kombu would have it."""
+        """Call ``handler(content_type, body)``, the body decoded as kombu would have it.
+
+        Except one case: a UTF-8 JSON body that starts with ``{`` or ``[`` (every event) stays
+        bytes, which the receiver decodes to the very same value (with orjson, where
+        ``evtools[speedups]`` installed it, which takes bytes without a copy to text).
+        """
         plain = self._plain_properties.get(header[12:], False)
         if plain is False:
             plain = self._remember_properties(header)
         if plain is None:
             return None
-        content_type, encoding = plain
-        if encoding is not None and self.auto_decode:
+        content_type, encoding, json_utf8 = plain
+        if encoding is not None and self.auto_decode and not (
+                json_utf8 and len(body) > 1 and body[0] in _JSON_OPENERS and body[1]):
             with contextlib.suppress(Exception):  # py-amqp keeps the bytes when decoding fails
                 body = body.decode(encoding)
         return partial(handler, content_type, body)
 
-    def _remember_properties(self, header: bytes) -> tuple[Any, Any] | None:
-        """(content type, content encoding) of a property list, or None if kombu would change the body.
+    def _remember_properties(self, header: bytes) -> tuple[Any, Any, bool] | None:
+        """(content type, content encoding, whether both say UTF-8 JSON) of a property list.
 
-        kombu decompresses a body whose headers name a compression; such messages (and property
-        lists that do not parse) go the long way. The answer depends on the bytes alone, so it
-        is kept: a cluster's events carry a handful of distinct property lists.
+        None if kombu would change the body: kombu decompresses a body whose headers name a
+        compression; such messages (and property lists that do not parse) go the long way.
+        The answer depends on the bytes alone, so it is kept: a cluster's events carry a
+        handful of distinct property lists.
         """
         try:
             properties, _ = decode_properties_basic(header, 12)
@@ -274,8 +304,10 @@ class BufferedChannel(pyamqp.Channel):
         else:
             headers = properties.get("application_headers") or {}
             compressed = bool(headers.get("compression"))
-            plain = None if compressed else (properties.get("content_type"),
-                                             properties.get("content_encoding"))
+            content_type, encoding = properties.get("content_type"), properties.get("content_encoding")
+            json_utf8 = (content_type == JSON_CONTENT_TYPE and type(encoding) is str
+                         and encoding.lower() in _UTF8_NAMES)
+            plain = None if compressed else (content_type, encoding, json_utf8)
         if len(self._plain_properties) >= PROPERTY_CACHE_SIZE:
             self._plain_properties.clear()
         self._plain_properties[header[12:]] = plain
@@ -390,10 +422,12 @@ def deliver_plain_messages(channel: Any, start_consuming: Callable[[], Any],
     started = {tag: callback for tag, callback in channel.callbacks.items() if tag not in before}
     for tag, callback in started.items():
         channel.plain_handlers[tag] = (callback, handler)
+        channel._plain_by_tag[tag.encode("utf-8", "surrogatepass")] = (tag, callback, handler)
 
     def remove() -> None:
         for tag in started:
             channel.plain_handlers.pop(tag, None)
+            channel._plain_by_tag.pop(tag.encode("utf-8", "surrogatepass"), None)
 
     return remove
 

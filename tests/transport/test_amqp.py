@@ -181,6 +181,13 @@ def tricky_messages():
         (pickle.dumps(event), {"content_type": "application/x-python-serialize",
                                "content_encoding": "binary"}),
         (b"", {"content_type": "application/json", "content_encoding": "utf-8"}),  # no body frame
+        # Bodies the fast path hands over as bytes: each must decode as kombu's text would.
+        (b'{"type": "surrogate-\xed\xa0\x80"}', {"content_type": "application/json",
+                                                 "content_encoding": "utf-8"}),
+        (b'{"type": "task-sent", "uuid": "big", "n": 123456789012345678901234, "clock": 6}',
+         {"content_type": "application/json", "content_encoding": "UTF-8"}),
+        (b'[{"type": "worker-heartbeat", "hostname": "w@b", "x": NaN}]',
+         {"content_type": "application/json", "content_encoding": "utf8"}),
         ({"type": "sentinel", "clock": 99}, {"serializer": "json", "headers": {"n": 1}}),
     ]
 
@@ -229,10 +236,10 @@ def test_the_fast_path_receives_exactly_what_py_amqp_and_kombu_deliver(amqp_url)
     assert dict(mine.receiver.dropped) == {"not-json": 3, "content-type:application/data": 1,
                                            "content-type:application/x-python-serialize": 1}
     assert [e["uuid"] for e in mine.events if e["type"] in ("task-sent", "task-received")] == \
-        ["café", "zipped"]
+        ["café", "zipped", "big"]
     assert sum(e["type"] == "task-started" for e in mine.events) == 1000
     # Only the compressed, the multi-frame and the empty message took kombu's way.
-    assert len(theirs.long_way) == 10
+    assert len(theirs.long_way) == 13
     assert [m.headers.get("compression") for m in mine.long_way] == ["application/x-gzip", None, None]
     assert len(mine.long_way[1].body) > FRAME_MAX and len(mine.long_way[2].body) == 0
 
