@@ -54,6 +54,9 @@ MESSAGE_HEADS = (
     (b"*3\r\n$7\r\nmessage\r\n", False),
 )
 _LONGEST_HEAD = max(len(head) for head, _ in MESSAGE_HEADS)
+_PATTERN_BY_HEAD = dict(MESSAGE_HEADS)
+assert {len(head) for head in _PATTERN_BY_HEAD} == {17, 18}
+_DOLLAR = ord("$")
 
 #: A call of the channel's ``_receive`` stops reading the socket once it has delivered this
 #: many messages, so that a flood that never pauses still lets the consumer run and stop.
@@ -108,6 +111,47 @@ def split_message(data: bytes, pos: int) -> tuple[bytes, bytes, int]:
     Raises :class:`Incomplete` when ``data`` ends inside it and :class:`NotAMessage` when
     something else starts at ``pos``.
     """
+    # A whole, well-formed push (nearly every one) is cut here in one go, without helpers;
+    # anything else, or any doubt, is left to _split_carefully, which says what is wrong.
+    has_pattern = _PATTERN_BY_HEAD.get(data[pos:pos + 18])
+    at = pos + 18
+    if has_pattern is None:
+        has_pattern = _PATTERN_BY_HEAD.get(data[pos:pos + 17])
+        at = pos + 17
+    if has_pattern is not None:
+        find = data.find
+        try:
+            if has_pattern:
+                line_end = find(CRLF, at)
+                if line_end < 0 or data[at] != _DOLLAR:
+                    return _split_carefully(data, pos)
+                length = int(data[at + 1:line_end])
+                at = line_end + 2 + length
+                if length < 0 or data[at:at + 2] != CRLF:
+                    return _split_carefully(data, pos)
+                at += 2
+            line_end = find(CRLF, at)
+            if line_end < 0 or data[at] != _DOLLAR:
+                return _split_carefully(data, pos)
+            length = int(data[at + 1:line_end])
+            start, at = line_end + 2, line_end + 2 + length
+            if length < 0 or data[at:at + 2] != CRLF:
+                return _split_carefully(data, pos)
+            channel_end, at = at, at + 2
+            line_end = find(CRLF, at)
+            if line_end < 0 or data[at] != _DOLLAR:
+                return _split_carefully(data, pos)
+            length = int(data[at + 1:line_end])
+            payload_start, at = line_end + 2, line_end + 2 + length
+            if length >= 0 and data[at:at + 2] == CRLF:
+                return data[start:channel_end], data[payload_start:at], at + 2
+        except (IndexError, ValueError):
+            pass
+    return _split_carefully(data, pos)
+
+
+def _split_carefully(data: bytes, pos: int) -> tuple[bytes, bytes, int]:
+    """:func:`split_message`, one bulk string at a time, raising what is wrong."""
     for head, has_pattern in MESSAGE_HEADS:
         if data.startswith(head, pos):
             at = pos + len(head)

@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from kombu import Connection, Producer
 from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps as kombu_dumps
@@ -83,6 +86,41 @@ def test_message_pushes_of_both_protocols_are_cut_out_whole():
         got.append((channel, payload))
     assert got == [(b"/0.celeryev/task.sent", b"one"), (b"/0.celeryev/x", b"two"),
                    (b"c", b"\r\n$3\r\nodd"), (b"c", b"")]
+
+
+def _outcome(split: Any, data: bytes, pos: int) -> Any:
+    try:
+        return split(data, pos)
+    except (fast().Incomplete, fast().NotAMessage) as exc:
+        return type(exc).__name__, getattr(exc, "end", None)
+
+
+@fast_redis
+@hypothesis_settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.binary(max_size=6),
+                          st.binary(max_size=6), st.binary(max_size=40)), min_size=1, max_size=3),
+       st.data())
+def test_the_one_pass_cut_agrees_with_the_careful_one_on_any_bytes(pushes, data):
+    # Whole pushes of both kinds and protocols, then cut short, a byte changed or inserted:
+    # the one-pass cut must give what the careful one gives, errors included.
+    stream = b"".join(push(b"pmessage" if pattern else b"message",
+                           *((p, c, m) if pattern else (c, m)), resp3=resp3)
+                      for pattern, resp3, p, c, m in pushes)
+    how = data.draw(st.sampled_from(["whole", "cut", "flip", "insert"]))
+    at = data.draw(st.integers(0, len(stream) - 1))
+    if how == "cut":
+        stream = stream[:at]
+    elif how == "flip":
+        stream = stream[:at] + bytes([data.draw(st.sampled_from(b"$*>\r\n-0123456789x"))]) + stream[at + 1:]
+    elif how == "insert":
+        stream = stream[:at] + data.draw(st.sampled_from([b"\r\n", b"$", b"-1", b"9"])) + stream[at:]
+    pos = 0
+    while pos < len(stream):
+        got = _outcome(fast().split_message, stream, pos)
+        assert got == _outcome(fast()._split_carefully, stream, pos)
+        if type(got[0]) is not bytes:
+            break
+        pos = got[2]
 
 
 @fast_redis
