@@ -29,10 +29,14 @@ logger = logging.getLogger(__name__)
 FAST_TRANSPORTS_VAR = "EVTOOLS_FAST_TRANSPORTS"
 
 #: URL scheme -> the read-ahead transport for it (a module of this package).
-FAST_KINDS = {"amqp": "amqp", "pyamqp": "amqp", "redis": "redis", "filesystem": "filesystem"}
+FAST_KINDS = {"amqp": "amqp", "pyamqp": "amqp", "amqps": "amqp", "redis": "redis",
+              "filesystem": "filesystem"}
 
 #: Schemes that always speak TLS (``ssl=`` turns it on for the others).
 TLS_SCHEMES = frozenset({"amqps", "rediss"})
+
+#: The read-ahead transports that speak TLS too (the Redis one reads plain sockets only).
+TLS_KINDS = frozenset({"amqp"})
 
 #: Schemes whose kombu transport needs the ``redis`` client package.
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
@@ -60,7 +64,8 @@ def fast_transport(scheme: str) -> type | None:
     reason = probe.problem(kind)
     if reason is None:
         try:
-            return importlib.import_module(f"{__name__}.{kind}").Transport
+            module = importlib.import_module(f"{__name__}.{kind}")
+            return module.SSLTransport if scheme in TLS_SCHEMES else module.Transport
         except Exception as exc:  # noqa: BLE001 - whatever breaks, kombu's transport still works
             reason = f"importing it failed ({type(exc).__name__}: {exc})"
     _say_once(f"read-ahead {kind} transport not used: {reason}; using kombu's own {kind} "
@@ -92,9 +97,10 @@ def connect(url: str, transport_options: dict[str, Any] | None = None,
         from . import fsbroker
 
         transport_options = {**fsbroker.transport_options(), **transport_options}
-    if "transport" not in options and (scheme in TLS_SCHEMES or options.get("ssl")):
-        # The read-ahead transports read plain TCP sockets; kombu's own transports speak TLS.
-        _say_once(f"TLS: using kombu's own {scheme} transport (the read-ahead ones read "
+    if "transport" not in options and (scheme in TLS_SCHEMES or options.get("ssl")) \
+            and FAST_KINDS.get(scheme) not in TLS_KINDS:
+        # The read-ahead Redis transport reads plain TCP sockets; kombu's own speaks TLS.
+        _say_once(f"TLS: using kombu's own {scheme} transport (the read-ahead one reads "
                   "plain TCP only)")
     elif "transport" not in options:
         fast = fast_transport(scheme)

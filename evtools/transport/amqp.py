@@ -5,8 +5,9 @@ payload, end octet), and turns every frame into a generic method dispatch: three
 calls and three trips through its frame machinery per message, for a monitor that must take
 tens of thousands of events a second. Two changes, nothing else:
 
-* :class:`BufferedTCPTransport` reads what the socket has (up to 256 KiB at a time) and cuts
-  frames out of that buffer. Timeouts keep whatever was read, so no byte is lost between waits.
+* :class:`BufferedTCPTransport` (and :class:`BufferedSSLTransport` for TLS) reads what the
+  socket has (up to 256 KiB at a time; a TLS record at a time over TLS) and cuts frames out
+  of that buffer. Timeouts keep whatever was read, so no byte is lost between waits.
 * :class:`BufferedConnection` takes a whole delivery (a Basic.Deliver method frame, its content
   header and its single body frame) straight out of that buffer when all three are already
   there, and hands it to the consumer's callback as py-amqp would, counting its frames as
@@ -35,13 +36,16 @@ import amqp
 from amqp.exceptions import UnexpectedFrame
 from amqp.method_framing import frame_handler
 from amqp.serialization import decode_properties_basic
-from amqp.transport import TCPTransport
+from amqp.transport import SSLTransport, TCPTransport
 from kombu.transport import pyamqp
 
 __all__ = (
     "BufferedChannel",
     "BufferedConnection",
+    "BufferedSSLTransport",
     "BufferedTCPTransport",
+    "ReadAhead",
+    "SSLTransport",
     "Transport",
     "deliver_arguments",
     "deliver_plain_messages",
@@ -50,7 +54,6 @@ __all__ = (
 
 READ_SIZE = 256 * 1024
 FRAME_END = 206
-_RETRY = (errno.EAGAIN, errno.EINTR)
 
 METHOD_FRAME, HEADER_FRAME, BODY_FRAME, HEARTBEAT_FRAME = 1, 2, 3, 8
 #: Basic.Deliver (class 60, method 60) as it starts a method frame's payload.
@@ -78,11 +81,23 @@ _unpack_body_size = struct.Struct(">Q").unpack_from
 _DELIVERY_TAG = struct.Struct(">QB")
 
 
-class BufferedTCPTransport(TCPTransport):
-    """A TCP transport whose :meth:`read_frame` reads ahead into a buffer."""
+class ReadAhead:
+    """What makes a py-amqp transport read ahead: mixed into its TCP and its TLS transport.
+
+    py-amqp's transports read through ``_quick_recv`` (``recv`` of the socket, or ``read`` of
+    the TLS socket, which gives at most one TLS record at a time); both are read the same way.
+    """
+
+    #: errno values after which a read is tried again (py-amqp's own lists).
+    retry_errnos: tuple[int, ...] = (errno.EAGAIN, errno.EINTR)
+
+    sock: Any
+    connected: bool
+    raise_on_initial_eintr: bool
+    _quick_recv: Callable[[int], bytes]
 
     def _setup_transport(self) -> None:
-        super()._setup_transport()
+        super()._setup_transport()  # type: ignore[misc]
         self._inbox = b""
         self._at = 0
 
@@ -95,7 +110,7 @@ class BufferedTCPTransport(TCPTransport):
             if len(inbox) - self._at >= size + 8:
                 yield self.sock
                 return
-        with super().having_timeout(timeout) as sock:
+        with super().having_timeout(timeout) as sock:  # type: ignore[misc]
             yield sock
 
     def _fill(self, wanted: int, initial: bool = False) -> None:
@@ -104,7 +119,7 @@ class BufferedTCPTransport(TCPTransport):
             try:
                 data = self._quick_recv(READ_SIZE)
             except OSError as exc:
-                if exc.errno in _RETRY:
+                if exc.errno in self.retry_errnos:
                     if initial and self.raise_on_initial_eintr:
                         raise TimeoutError() from None
                     continue
@@ -146,6 +161,17 @@ class BufferedTCPTransport(TCPTransport):
     def skip_to(self, position: int) -> None:
         """Mark the buffered bytes before ``position`` as read (frames taken by the caller)."""
         self._at = position
+
+
+class BufferedTCPTransport(ReadAhead, TCPTransport):
+    """py-amqp's TCP transport, reading ahead."""
+
+
+class BufferedSSLTransport(ReadAhead, SSLTransport):
+    """py-amqp's TLS transport, reading ahead (decrypted bytes are buffered as plain ones)."""
+
+    #: A TLS read that could not complete reports SSL_ERROR_WANT_READ, whose value is ENOENT's.
+    retry_errnos = (errno.ENOENT, errno.EAGAIN, errno.EINTR)
 
 
 # -- finding a whole delivery in the buffer -------------------------------------------------
@@ -352,7 +378,7 @@ def _tracking_frame_handler(connection: BufferedConnection, callback: Any) -> Ca
 
 
 class BufferedConnection(pyamqp.Connection):
-    """py-amqp's connection, on :class:`BufferedTCPTransport` when not using TLS."""
+    """py-amqp's connection, on :class:`BufferedTCPTransport` (:class:`BufferedSSLTransport` with TLS)."""
 
     Channel = BufferedChannel
 
@@ -365,9 +391,9 @@ class BufferedConnection(pyamqp.Connection):
                   read_timeout: Any = None, write_timeout: Any = None,
                   socket_settings: Any = None, **kwargs: Any) -> Any:
         if ssl:
-            return super().Transport(host, connect_timeout, ssl=ssl, read_timeout=read_timeout,
-                                     write_timeout=write_timeout,
-                                     socket_settings=socket_settings, **kwargs)
+            return BufferedSSLTransport(host, connect_timeout=connect_timeout, ssl=ssl,
+                                        read_timeout=read_timeout, write_timeout=write_timeout,
+                                        socket_settings=socket_settings, **kwargs)
         return BufferedTCPTransport(host, connect_timeout=connect_timeout,
                                     read_timeout=read_timeout, write_timeout=write_timeout,
                                     socket_settings=socket_settings, **kwargs)
@@ -376,7 +402,7 @@ class BufferedConnection(pyamqp.Connection):
         """Handle frames until one method (or message) has been handled, as py-amqp does."""
         while True:
             transport = self._transport
-            if isinstance(transport, BufferedTCPTransport):
+            if isinstance(transport, ReadAhead):
                 # Read before choosing: py-amqp's read_frame would take the first frame of a
                 # delivery that has just arrived whole, and send all of it the long way.
                 transport.wait_for_frame(timeout)
@@ -386,8 +412,8 @@ class BufferedConnection(pyamqp.Connection):
     def take_buffered_delivery(self) -> bool:
         """Hand on a delivery that is whole in the read buffer; False if there is none to take."""
         transport = self._transport
-        if not isinstance(transport, BufferedTCPTransport):
-            return False  # TLS: py-amqp's own transport
+        if not isinstance(transport, ReadAhead):
+            return False  # another transport (a subclass's own)
         found = find_delivery(*transport.buffered())
         if found is None:
             return False
@@ -433,7 +459,13 @@ def deliver_plain_messages(channel: Any, start_consuming: Callable[[], Any],
 
 
 class Transport(pyamqp.Transport):
-    """kombu's ``amqp://`` transport with buffered reads."""
+    """kombu's ``amqp://`` transport with buffered reads (over TLS too, with ``ssl=``)."""
+
+    Connection = BufferedConnection
+
+
+class SSLTransport(pyamqp.SSLTransport):
+    """kombu's ``amqps://`` transport (TLS always) with buffered reads."""
 
     Connection = BufferedConnection
 

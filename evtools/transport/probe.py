@@ -65,10 +65,13 @@ NEEDS: dict[str, tuple[Need, ...]] = {
         Need("amqp.transport", "TCPTransport._setup_transport", sets=("_quick_recv",)),
         Need("amqp.transport", "TCPTransport.having_timeout", ("timeout",)),
         Need("amqp.transport", "TCPTransport.read_frame"),
+        Need("amqp.transport", "SSLTransport.__init__", ("host", "connect_timeout", "ssl")),
+        Need("amqp.transport", "SSLTransport._setup_transport", sets=("_quick_recv",)),
         Need("amqp.transport", "_AbstractTransport.__init__", sets=("raise_on_initial_eintr",)),
         Need("kombu.transport.pyamqp", "Channel"),
         Need("kombu.transport.pyamqp", "Connection"),
         Need("kombu.transport.pyamqp", "Transport.Connection"),
+        Need("kombu.transport.pyamqp", "SSLTransport"),
     ),
     "redis": (
         Need("redis._parsers.socket", "SocketBuffer.__init__", sets=("_buffer",)),

@@ -2,6 +2,7 @@
 from the buffer delivering exactly what py-amqp and kombu would (checked against them on RabbitMQ)."""
 
 import socket
+import ssl
 import struct
 import time
 
@@ -214,19 +215,33 @@ class Recorder:
         return any(event["type"] == event_type for event in self.events)
 
 
-def publish(url, messages, routing_key="task.multi"):
+def publish(url, messages, routing_key="task.multi", **options):
     from kombu import Connection, Exchange, Producer
-    with Connection(url) as out:
+    with Connection(url, **options) as out:
         producer = Producer(out.default_channel, exchange=Exchange("celeryev", type="topic"))
         for body, options in messages:
             producer.publish(body, routing_key=routing_key, **options)
 
 
-def test_the_fast_path_receives_exactly_what_py_amqp_and_kombu_deliver(amqp_url):
+@pytest.fixture(params=["plain", "tls"])
+def any_amqp(request, amqp_url):
+    """(URL, connection options): the plain listener, or the TLS one with verification."""
+    if request.param == "plain":
+        return amqp_url, {}
+    tls_dir = request.getfixturevalue("tls_dir")
+    return request.getfixturevalue("amqps_url"), {
+        "ssl": {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(tls_dir / "ca.pem")}}
+
+
+def test_the_fast_path_receives_exactly_what_py_amqp_and_kombu_deliver(any_amqp):
     from kombu import Connection
-    with Connection(amqp_url) as stock, our_connection(amqp_url) as ours:
+    url, options = any_amqp
+    with Connection(url, **options) as stock, our_connection(url, **options) as ours:
         theirs, mine = Recorder(stock, "parity-stock"), Recorder(ours, "parity-ours")
-        publish(amqp_url, tricky_messages())
+        publish(url, tricky_messages(), **options)
+        # over TLS too, the read-ahead transport is the one that read them
+        assert type(ours.connection._transport).__name__ == (
+            "BufferedSSLTransport" if options else "BufferedTCPTransport")
         assert wait_for(lambda: theirs.saw("sentinel") and mine.saw("sentinel"), timeout=20)
         theirs.capture.stop()
         mine.capture.stop()

@@ -3,6 +3,7 @@ but speed: the same events, the same dump, and one line saying which transport i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,10 +16,14 @@ from kombu import Connection
 import evtools
 from evtools.dispatcher import EventDispatcher
 from evtools.transport import probe
+from evtools.transport.broker import ssl_options_for
 from tests.helpers import wait_for
 from tests.integration.cli_process import EvtoolsProcess
 
 FALLBACK = "using kombu's own"
+
+#: TLS options of the command line's broker, from the environment.
+SSL_OPTIONS_VAR = "EVTOOLS_BROKER_SSL_OPTIONS"
 
 #: The one field of a dump line that differs between two receivers of the same event.
 LOCAL_RECEIVED = re.compile(r"local_received=[0-9.]+, ")
@@ -37,15 +42,32 @@ MODES = {
 }
 
 
+def _broker(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    if kind == "filesystem":
+        monkeypatch.setenv("EVTOOLS_FS_BROKER", str(tmp_path / "broker"))
+        return "filesystem://", "filesystem"
+    if kind == "rabbitmq-tls":
+        tls_dir = request.getfixturevalue("tls_dir")
+        monkeypatch.setenv(SSL_OPTIONS_VAR, json.dumps({"cert_reqs": "required",
+                                                        "ca_certs": str(tls_dir / "ca.pem")}))
+        return request.getfixturevalue("amqps_url"), "amqp"
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "amqp_url")
+    return url, kind.replace("rabbitmq", "amqp")
+
+
 @pytest.fixture(params=["redis", "rabbitmq", "filesystem"])
 def any_broker(request: pytest.FixtureRequest, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """(URL, read-ahead transport kind) of a real Redis, RabbitMQ or embedded broker."""
-    if request.param == "filesystem":
-        monkeypatch.setenv("EVTOOLS_FS_BROKER", str(tmp_path / "broker"))
-        return "filesystem://", "filesystem"
-    url = request.getfixturevalue("redis_url" if request.param == "redis" else "amqp_url")
-    return url, request.param.replace("rabbitmq", "amqp")
+    return _broker(request.param, request, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["redis", "rabbitmq", "rabbitmq-tls", "filesystem"])
+def any_broker_or_tls(request: pytest.FixtureRequest, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """As :func:`any_broker`, and RabbitMQ over verified TLS (options in the environment)."""
+    return _broker(request.param, request, tmp_path, monkeypatch)
 
 
 def publisher(url: str) -> Connection:
@@ -57,6 +79,8 @@ def publisher(url: str) -> Connection:
     if url.startswith("filesystem://"):
         from evtools.transport.filesystem import Transport
         return evtools.connect(url, transport=Transport)
+    if url.startswith("amqps://"):
+        return Connection(url, ssl=ssl_options_for("amqps", json.loads(os.environ[SSL_OPTIONS_VAR])))
     return Connection(url)
 
 
@@ -83,8 +107,8 @@ def short(dump: EvtoolsProcess) -> str:
     return "\n".join(line[:300] for line in dump.stdout + ["--- stderr ---"] + dump.stderr)
 
 
-def test_every_transport_gives_the_same_dump_without_its_read_ahead_path(any_broker, tmp_path):
-    url, kind = any_broker
+def test_every_transport_gives_the_same_dump_without_its_read_ahead_path(any_broker_or_tls, tmp_path):
+    url, kind = any_broker_or_tls
     (tmp_path / "sitecustomize.py").write_text(FAILING_PROBE)
     dumps = {}
     for mode, env in MODES.items():
