@@ -20,7 +20,8 @@ from .errors import ConfigurationError, MalformedEvent, PermissionRefused
 from .event import get_exchange
 from .transport.speedups import body_loads
 from .tz import adjust_timestamp as _adjust_timestamp
-from .transport.broker import access_refused, permission_message
+from .transport.broker import (access_refused, exchange_missing, missing_exchange_message,
+                               permission_message)
 from .tz import utcoffset
 
 __all__ = ("CLIENT_CLOCK_SKEW", "EventReceiver", "check_event", "decode_body")
@@ -44,6 +45,9 @@ HEARTBEAT_CHECK_EVERY = 256
 #: this many waiting (kombu's own Redis transport reads for as long as the socket has data),
 #: they are handled as they arrive, so that memory stays bounded under a flood.
 MAX_PENDING = 10_000
+
+#: How often a user that may not declare the event exchange looks for it until a worker has.
+EXCHANGE_POLL_INTERVAL = 2.0
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -205,6 +209,8 @@ class EventReceiver:
         self._ready_count = 0
         self._offset = 0.0
         self._offset_expires = 0.0
+        #: What RabbitMQ said when it refused to let us declare the exchange (None: it did not).
+        self._declare_refused: dict[str, str] | None = None
         #: Decodes message bodies: orjson or the standard library, decided once per process.
         self._loads = body_loads()
 
@@ -444,11 +450,15 @@ class EventReceiver:
     def run(self, wakeup: bool = True,
             on_connection_lost: Callable[[Exception], None] | None = None,
             on_connection_error: Callable[[Exception, float], None] | None = None,
-            interval_max: float = 32.0) -> None:
+            interval_max: float = 32.0,
+            on_exchange_missing: Callable[[str], None] | None = None) -> None:
         """Capture until :attr:`should_stop`, reconnecting with capped backoff when the broker is lost.
 
         ``on_connection_lost(exc)`` is called when an established connection drops;
         ``on_connection_error(exc, interval)`` before each wait while reconnecting.
+        A user that may not declare the event exchange, started before any worker declared
+        it, waits for it: ``on_exchange_missing(message)`` (default: a warning in the log) is
+        told once, then the exchange is looked for every ``EXCHANGE_POLL_INTERVAL`` seconds.
         """
         if self._channel is not None:
             raise ConfigurationError("run() reconnects, so it needs a Connection, not a channel")
@@ -457,12 +467,13 @@ class EventReceiver:
         # A handler's own OSError (a closed pipe, a full disk) is not a lost connection.
         self._handler_errors_apart = True
         failures_before_ready = 0
+        told_missing_at: int | None = None  # the ready count when the missing exchange was told
         try:
             while not self.should_stop:
                 if failures_before_ready > 1:
-                    # failing again before consuming (a missing exchange, a refused queue):
+                    # failing again before consuming (a refused queue, a broker half up):
                     # back off instead of reconnecting in a tight loop
-                    time.sleep(min(interval_max, 0.25 * 2 ** failures_before_ready))
+                    self._pause(min(interval_max, 0.25 * 2 ** failures_before_ready))
                 ready_count = self._ready_count
                 try:
                     connection.ensure_connection(errback=on_connection_error, max_retries=None,
@@ -477,6 +488,15 @@ class EventReceiver:
                     if self._permission_refused(exc):
                         self._reset_connection()
                         continue
+                    message = self._waiting_for_exchange(exc)
+                    if message is not None:
+                        if told_missing_at != self._ready_count:
+                            told_missing_at = self._ready_count
+                            (on_exchange_missing or logger.warning)(message)
+                        self._reset_connection()
+                        failures_before_ready = 0
+                        self._pause(EXCHANGE_POLL_INTERVAL)
+                        continue
                     failures_before_ready = (failures_before_ready + 1
                                              if ready_count == self._ready_count else 1)
                     if on_connection_lost is not None:
@@ -484,6 +504,15 @@ class EventReceiver:
                     self._reset_connection()
         finally:
             self._handler_errors_apart = False
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if :attr:`should_stop` is set meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.should_stop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))
 
     def _permission_refused(self, exc: Exception) -> bool:
         """On a missing permission: use the exchange undeclared once, else raise one clear error.
@@ -499,8 +528,17 @@ class EventReceiver:
             logger.info("no configure permission on exchange %r: binding to it as the workers "
                         "declared it", self.exchange.name)
             self.exchange.no_declare = True
+            self._declare_refused = refused
             return True
         raise PermissionRefused(permission_message(refused)) from None
+
+    def _waiting_for_exchange(self, exc: Exception) -> str | None:
+        """The line to show when our exchange is missing and we may not declare it, else None."""
+        missing = exchange_missing(exc)
+        if (missing is None or missing["name"] != self.exchange.name
+                or self._declare_refused is None):
+            return None
+        return missing_exchange_message(missing, self._declare_refused)
 
     def _reset_connection(self) -> None:
         try:

@@ -58,6 +58,8 @@ class LiveSource:
         self.connected = threading.Event()
         #: Called once, when the source first consumes or first retries an absent broker.
         self.on_running: Callable[[], None] | None = None
+        #: While the event exchange does not exist yet (and we may not declare it): why we wait.
+        self.waiting: str | None = None
 
     @property
     def url(self) -> str:
@@ -84,7 +86,8 @@ class LiveSource:
             if self.watchdog:
                 stack.enter_context(self._watching(receiver))
             receiver.run(wakeup=self.wakeup, on_connection_lost=self._lost,
-                         on_connection_error=self._retrying)
+                         on_connection_error=self._retrying,
+                         on_exchange_missing=self._exchange_missing)
         if self._expired:
             raise self._watchdog_error()
 
@@ -95,6 +98,10 @@ class LiveSource:
 
     def _ready(self) -> None:
         self._running()
+        if self.waiting is not None and self.receiver is not None:
+            self.waiting = None
+            self.status(f"-> exchange {self.receiver.exchange.name!r} declared by a worker: "
+                        "consuming events")
         if self.receiver is not None:
             logger.info("consuming events from %s (queue %s, routing keys %s)", self.url,
                         self.receiver.queue.name, " ".join(self.receiver.routing_keys))
@@ -106,6 +113,14 @@ class LiveSource:
             receiver.queue(connection.default_channel).delete()
         except Exception:  # best effort: a stale binding is swept later anyway
             logger.debug("could not delete queue %s", receiver.queue.name, exc_info=True)
+
+    def _exchange_missing(self, message: str) -> None:
+        self._running()  # waiting for the workers is running, for a daemon
+        self.waiting = message
+        if self.status is _quiet:  # a library user without a status line: the log says it
+            logger.warning("%s", message)
+        else:
+            self.status(f"-> {message}")
 
     def _lost(self, exc: Exception) -> None:
         if self.retry_startup and self.receiver is not None:
