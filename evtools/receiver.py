@@ -42,9 +42,14 @@ SAFETY_INTERVAL = 1.0
 HEARTBEAT_CHECK_EVERY = 256
 
 #: Messages a transport hands over in one go are handled one by one, between yields; beyond
-#: this many waiting (kombu's own Redis transport reads for as long as the socket has data),
-#: they are handled as they arrive, so that memory stays bounded under a flood.
+#: this many waiting they are handled as they arrive, so that memory stays bounded. evtools'
+#: read-ahead transports hand over at most a few thousand at a time.
 MAX_PENDING = 10_000
+
+#: The same bound on kombu's own transports. Its Redis transport reads for as long as the
+#: socket has data: under a flood it never returns, so messages are handled as they arrive
+#: beyond this many, or Redis disconnects a receiver that has read thousands and handled none.
+MAX_PENDING_STOCK = 256
 
 #: How often a user that may not declare the event exchange looks for it until a worker has.
 EXCHANGE_POLL_INTERVAL = 2.0
@@ -202,6 +207,10 @@ class EventReceiver:
         self._pending: deque[tuple[Any, Any]] = deque()
         #: Messages handled so far (``limit`` counts these).
         self._handled = 0
+        #: Messages waiting beyond which they are handled as they arrive (set per capture).
+        self._max_pending = MAX_PENDING
+        #: The value of ``_handled`` at which the running capture's ``limit`` is reached.
+        self._stop_at: int | None = None
         #: Called each time the consumer is ready (queue bound), before the first wait.
         self.on_ready = on_ready
         self._handler_errors_apart = False
@@ -345,7 +354,8 @@ class EventReceiver:
         """
         pending = self._pending
         pending.append((content_type, body))
-        if len(pending) > MAX_PENDING and not self.should_stop:
+        if (len(pending) > self._max_pending and not self.should_stop
+                and (self._stop_at is None or self._handled < self._stop_at)):
             self._handle_content(*pending.popleft())
 
     def _handle_content(self, content_type: str | None, body: bytes | str) -> None:
@@ -369,6 +379,10 @@ class EventReceiver:
                     wakeup: bool = True) -> Iterator[None]:
         """Consume events, yielding after each message; stop after ``limit`` messages.
 
+        (kombu's own Redis transport reads for as long as the socket has data: beyond
+        ``MAX_PENDING_STOCK`` waiting, messages are handled as they arrive, without a yield
+        each; ``limit`` and :attr:`should_stop` still apply to every message.)
+
         ``timeout`` is how long to wait with no message before raising :class:`TimeoutError`
         (``socket.timeout``). ``wakeup`` first broadcasts the ``heartbeat`` control command.
         """
@@ -381,9 +395,11 @@ class EventReceiver:
         route_plain_messages = getattr(channel, "route_plain_messages", None)
         if route_plain_messages is not None:
             stop_plain_route = route_plain_messages(consumer.consume, self._on_content)
+            self._max_pending = MAX_PENDING
         else:
             consumer.consume()
             stop_plain_route = _nothing_to_stop
+            self._max_pending = MAX_PENDING_STOCK
         _subscribe_now(connection, channel)
         try:
             if wakeup:
@@ -403,16 +419,29 @@ class EventReceiver:
 
     def _drain(self, connection: Connection, limit: int | None,
                timeout: float | None) -> Iterator[None]:
+        stop_at = self._stop_at = self._handled + limit if limit else None
+        try:
+            yield from self._drain_until(connection, stop_at, timeout)
+        finally:
+            self._stop_at = None
+
+    def _drain_until(self, connection: Connection, stop_at: int | None,
+                     timeout: float | None) -> Iterator[None]:
         from .transport import buffered_delivery_taker
 
         # A delivery already read ahead needs no trip through kombu's drain_events.
         take_buffered = buffered_delivery_taker(connection)
         pending = self._pending
+        lost_with = (OSError, *connection.connection_errors, *connection.channel_errors)
+        lost: BaseException | None = None
         idle = 0.0
-        stop_at = self._handled + limit if limit else None
         next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
         while not self.should_stop:
+            if stop_at is not None and self._handled >= stop_at:
+                return  # reached while the transport handed messages over
             if not pending:
+                if lost is not None:
+                    raise lost
                 wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
                 try:
                     if not take_buffered():
@@ -423,16 +452,20 @@ class EventReceiver:
                     if timeout and idle >= timeout:
                         raise
                     continue
-                except OSError:
-                    if self.should_stop:
+                except lost_with as exc:
+                    if self.should_stop and isinstance(exc, OSError):
                         return
-                    raise
+                    if not pending:
+                        raise
+                    lost = exc  # the messages read before the loss are handled first
+                    continue
                 idle = 0.0
                 if not pending:  # a frame or reply that was no message for this receiver
                     continue
             self._handle_content(*pending.popleft())
             handled = self._handled
-            if not handled % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check:
+            if not handled % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check \
+                    and lost is None:
                 # Busy for a while: never idle, so the check above never ran, and a broker
                 # that expects our heartbeats would take the connection for dead.
                 next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
