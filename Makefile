@@ -125,7 +125,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 
 # Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.
 # About 15 minutes on 2 cores; BENCH_QUICK=1 is a smoke run of a few minutes (RESULTS-quick.md).
-bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md, exporter: bench/EXPORTER.md (BENCH_QUICK=1: smoke run)
+bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream, and type filters pushed down: bench/RESULTS.md, exporter: bench/EXPORTER.md (BENCH_QUICK=1: smoke run)
 	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.run
 	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.exporter
 
