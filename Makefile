@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 OLDEST_VENV  := .venv-oldest
 OLDEST_PY    := $(OLDEST_VENV)/bin/python
 OLDEST_TESTS := tests/transport/test_amqp.py tests/transport/test_redis.py tests/transport/test_fallback.py \
-                tests/test_receiver.py tests/test_imports.py tests/integration/test_pushdown.py
+                tests/transport/test_fsbroker.py tests/test_receiver.py tests/test_imports.py \
+                tests/integration/test_pushdown.py
 OLDEST_ARGS  ?= -m "not celery and not fast_redis"
 
 # The benchmark's own venv: evtools (editable) next to the Celery it is compared with.

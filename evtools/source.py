@@ -78,9 +78,10 @@ class LiveSource:
             if connection.transport.driver_type == "filesystem":
                 options = connection.transport_options
                 folder = Path(options["control_folder"]).parent
+                # kombu's filesystem transport never deletes an auto-delete queue: do it on
+                # exit, once the lease (which would bind it again) has stopped
+                stack.callback(self._delete_queue, connection, receiver, folder)
                 stack.enter_context(fsbroker.Lease(receiver.queue.name, folder))
-                # kombu's filesystem transport never deletes an auto-delete queue: do it on exit
-                stack.callback(self._delete_queue, connection, receiver)
                 fsbroker.sweep(folder, ttl=self.settings.event_queue_ttl or 5.0,
                                expires=self.settings.event_queue_expires or 60.0)
             if self.watchdog:
@@ -108,11 +109,17 @@ class LiveSource:
         self.connected.set()
 
     @staticmethod
-    def _delete_queue(connection: Any, receiver: EventReceiver) -> None:
-        try:
-            receiver.queue(connection.default_channel).delete()
-        except Exception:  # best effort: a stale binding is swept later anyway
-            logger.debug("could not delete queue %s", receiver.queue.name, exc_info=True)
+    def _delete_queue(connection: Any, receiver: EventReceiver, folder: Path) -> None:
+        for queue in receiver.queues:
+            try:
+                queue(connection.default_channel).delete()
+            except Exception:  # best effort: what is left is removed below
+                logger.debug("could not delete queue %s", queue.name, exc_info=True)
+            try:
+                # kombu before 5.4 leaves the binding in the exchange table: remove it ourselves
+                fsbroker.remove_queue(queue.name, folder)
+            except OSError:  # best effort: a stale binding is swept later anyway
+                logger.debug("could not unbind queue %s", queue.name, exc_info=True)
 
     def _exchange_missing(self, message: str) -> None:
         self._running()  # waiting for the workers is running, for a daemon
