@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 OLDEST_VENV  := .venv-oldest
 OLDEST_PY    := $(OLDEST_VENV)/bin/python
 OLDEST_TESTS := tests/transport/test_amqp.py tests/transport/test_redis.py tests/transport/test_fallback.py \
-                tests/test_receiver.py tests/test_imports.py tests/integration/test_pushdown.py
+                tests/transport/test_fsbroker.py tests/test_receiver.py tests/test_imports.py \
+                tests/integration/test_pushdown.py
 OLDEST_ARGS  ?= -m "not celery and not fast_redis"
 
 # The benchmark's own venv: evtools (editable) next to the Celery it is compared with.
@@ -125,7 +126,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 
 # Starts its own Redis and RabbitMQ (tests/servers.py) and stops them whatever happens.
 # About 15 minutes on 2 cores; BENCH_QUICK=1 is a smoke run of a few minutes (RESULTS-quick.md).
-bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream: bench/RESULTS.md, exporter: bench/EXPORTER.md (BENCH_QUICK=1: smoke run)
+bench: system-deps $(BENCH_VENV)/.installed ## evtools vs Celery 5.7.0 on the same stream, and type filters pushed down: bench/RESULTS.md, exporter: bench/EXPORTER.md (BENCH_QUICK=1: smoke run)
 	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.run
 	BENCH_QUICK=$(BENCH_QUICK) $(BENCH_PY) -m bench.exporter
 

@@ -30,14 +30,16 @@ class Sizes:
     fast_reps: int
     slow_reps: int
     loss_seconds: int
+    #: Events of the busy stream ``bench/pushdown.py`` publishes on each broker.
+    pushdown_events: int
 
 
 FULL = Sizes(small_tasks=10_000, large_tasks=100_000, events=100_000, overload_rate=25_000,
              overload_seconds=8, frame_tasks=100_000, frames=30, fast_reps=5, slow_reps=3,
-             loss_seconds=20)
+             loss_seconds=20, pushdown_events=50_000)
 QUICK = Sizes(small_tasks=2_000, large_tasks=20_000, events=10_000, overload_rate=25_000,
               overload_seconds=2, frame_tasks=10_000, frames=10, fast_reps=1, slow_reps=1,
-              loss_seconds=2)
+              loss_seconds=2, pushdown_events=5_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@ the process), with the keys of ``-t task-failed --json`` and with those of ``-t 
 (human lines name each task, so task-received and task-sent come too).
 
     python -m bench.pushdown [--events 50000]
+
+``make bench`` (``bench/run.py``) runs it too, on its own brokers, and puts :func:`section`
+in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from kombu import Producer
 
@@ -27,12 +30,17 @@ from evtools.filters import binding_keys
 from evtools.receiver import EventReceiver
 from evtools.transport import connect
 
-from .run import private_brokers, say
+#: Messages delivered, by broker name, then by receiver: (label, binding keys, count).
+Delivered = dict[str, list[tuple[str, tuple[str, ...], int]]]
 
 #: Share of the events that are task-failed.
 FAILED_SHARE = 0.02
 #: One worker-heartbeat every this many events.
 HEARTBEAT_EVERY = 50
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def mixed_stream(total: int) -> Iterator[str]:
@@ -68,11 +76,13 @@ class Counted:
             self.receiver.should_stop = True
 
 
-def measure(url: str, total: int) -> list[tuple[str, tuple[str, ...], int]]:
+def measure(url: str, total: int,
+            say: Callable[[str], None] = _progress) -> list[tuple[str, tuple[str, ...], int]]:
     """Publish ``total`` events on ``url``; return (receiver, keys, messages delivered)."""
-    receivers = [Counted(url, "before: -t task-failed, binding #", ("#",)),
-                 Counted(url, "after: -t task-failed --json", binding_keys(["task-failed"])),
-                 Counted(url, "after: -t task-failed", dump_binding_keys(["task-failed"]))]
+    receivers = [Counted(url, "before: `-t task-failed`, filtered in the process", ("#",)),
+                 Counted(url, "after: `-t task-failed --json`", binding_keys(["task-failed"])),
+                 Counted(url, "after: `-t task-failed` (human lines name the task)",
+                         dump_binding_keys(["task-failed"]))]
     for counted in receivers:
         counted.thread.start()
         assert counted.ready.wait(30), f"{counted.label} never became ready"
@@ -93,15 +103,46 @@ def measure(url: str, total: int) -> list[tuple[str, tuple[str, ...], int]]:
     return [(c.label, c.keys, c.receiver.message_count) for c in receivers]
 
 
+def measure_brokers(redis_url: str, amqp_url: str, total: int,
+                    say: Callable[[str], None] = _progress) -> Delivered:
+    """The messages delivered to each receiver on Redis, then on RabbitMQ."""
+    return {name: measure(url, total, say) for name, url in (("Redis", redis_url),
+                                                               ("RabbitMQ", amqp_url))}
+
+
+def _count(delivered: int, total: int) -> str:
+    return f"{delivered:,d}" if delivered == total else f"{delivered:,d} ({delivered / total:.1%})"
+
+
+def section(delivered: Delivered, total: int) -> list[str]:
+    """RESULTS.md's section: messages delivered to each receiver, by broker."""
+    lines = ["", "## Type filters pushed down to the broker", "",
+             f"`python -m bench.pushdown --events {total}` (evtools' read-ahead transports): "
+             f"{total:,d} single events, {FAILED_SHARE:.0%} task-failed (lifecycles of task-sent, "
+             "-received, -started, -succeeded/-failed; a heartbeat every "
+             f"{HEARTBEAT_EVERY} events), three receivers subscribed at once; messages the "
+             "broker delivered to each. Every message not delivered is one the receiver no "
+             "longer reads, decodes, checks and discards.", ""]
+    brokers = list(delivered)
+    lines += ["| receiver | binding keys | " + " | ".join(brokers) + " |",
+              "|---|---|" + "---:|" * len(brokers)]
+    first = delivered[brokers[0]]
+    for row, (label, keys, _) in enumerate(first):
+        counts = " | ".join(_count(delivered[name][row][2], total) for name in brokers)
+        lines.append(f"| {label} | `{' '.join(keys)}` | {counts} |")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Start private brokers, measure on both, print the section."""
+    from .run import private_brokers, say
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     args = parser.parse_args(argv)
     with private_brokers() as brokers:
-        for name, url in (("Redis", brokers.redis), ("RabbitMQ", brokers.amqp)):
-            for label, keys, delivered in measure(url, args.events):
-                print(f"{name:9} {label:34} {' '.join(keys):44} {delivered:7,d} "
-                      f"({delivered / args.events:.1%})", flush=True)
+        delivered = measure_brokers(brokers.redis, brokers.amqp, args.events, say)
+    print("\n".join(section(delivered, args.events)))
     return 0
 
 

@@ -160,6 +160,8 @@ class Report:
     started_at: float
     seconds: float
     commands: Mapping[str, Sequence[str]]
+    #: The section ``bench/pushdown.py`` wrote (markdown lines), if it ran.
+    pushdown: Sequence[str] = ()
 
     def medians(self) -> dict[str, dict[str, float | None]]:
         """The median metric of every case, by implementation."""
@@ -168,8 +170,8 @@ class Report:
 
     def markdown(self) -> str:
         """The whole file."""
-        return "\n".join(self._header() + self._tables() + _soak_summary() + self._shortfalls()
-                         + self._commands() + self._raw()) + "\n"
+        return "\n".join(self._header() + self._tables() + list(self.pushdown) + _soak_summary()
+                         + self._shortfalls() + self._commands() + self._raw()) + "\n"
 
     def _header(self) -> list[str]:
         m, after = self.machine_before, self.machine_after
@@ -245,6 +247,9 @@ class Report:
             if command not in seen:
                 seen.add(command)
                 lines.append(command)
+        if self.pushdown:
+            lines.append(f"python -m bench.pushdown --events {self.sizes.pushdown_events}"
+                         "   # the pushdown section (alone: on its own brokers)")
         lines += ["```", "",
                   "`$REDIS_URL` and `$AMQP_URL` are the private brokers `bench/run.py` starts with "
                   "`tests/servers.py`; `$WORKDIR` is its scratch folder. The receiver and dump "

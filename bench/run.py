@@ -5,7 +5,8 @@
 
 Starts a private Redis and RabbitMQ (``tests/servers.py``) in a temporary folder, runs every
 case of ``bench/plan.py`` as ``python -m bench.run_case`` in a fresh process per measurement,
-alternating which implementation goes first, and writes the medians and ratios to
+alternating which implementation goes first, then ``bench/pushdown.py`` (messages delivered
+with type filters pushed down to the broker), and writes the medians and ratios to
 ``bench/RESULTS.md`` (``bench/RESULTS-quick.md`` for a smoke run; ``BENCH_RESULTS=PATH``
 overrides). The brokers are stopped and the folder removed whatever happens.
 """
@@ -156,6 +157,20 @@ def run_all(cases: Sequence[Case], brokers: Brokers, log: Path) -> dict[str, dic
     return results
 
 
+def pushdown_section(brokers: Brokers, events: int) -> list[str]:
+    """RESULTS.md's section on type filters pushed down to the broker (``bench/pushdown.py``)."""
+    from . import pushdown  # it imports this module for its own command line
+
+    say(f"pushdown: {events:,d} events on each broker, three receivers")
+    try:
+        delivered = pushdown.measure_brokers(brokers.redis, brokers.amqp, events, say)
+    except Exception as exc:  # the comparison's results are still worth writing
+        say(f"pushdown failed: {type(exc).__name__}: {exc}")
+        return ["", "## Type filters pushed down to the broker", "",
+                f"Not measured: `bench/pushdown.py` failed ({type(exc).__name__}: {exc})."]
+    return pushdown.section(delivered, events)
+
+
 def results_path(quick: bool) -> Path:
     """Where the report goes."""
     override = os.environ.get("BENCH_RESULTS")
@@ -179,6 +194,7 @@ def main() -> int:
             log = brokers.workdir.parent / "cases.log"
             versions = broker_versions(brokers.redis, brokers.amqp)
             results = run_all(cases, brokers, log)
+            pushdown = pushdown_section(brokers, sizes.pushdown_events)
             kept_log = results_path(quick).with_suffix(".log")
             shutil.copyfile(log, kept_log)
     except _Stopped as stopped:
@@ -189,7 +205,7 @@ def main() -> int:
         return 130
     report = Report(cases=cases, results=results, sizes=sizes, quick=quick, machine_before=before,
                     machine_after=machine(), brokers=versions, started_at=started_at,
-                    seconds=time.monotonic() - began,
+                    seconds=time.monotonic() - began, pushdown=pushdown,
                     commands={case.key: [f"{name}={value.format(repo='.')}" for name, value in case.env]
                               + case_command(case, "IMPL") for case in cases})
     path = results_path(quick)

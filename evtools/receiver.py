@@ -20,7 +20,8 @@ from .errors import ConfigurationError, MalformedEvent, PermissionRefused
 from .event import get_exchange
 from .transport.speedups import body_loads
 from .tz import adjust_timestamp as _adjust_timestamp
-from .transport.broker import access_refused, permission_message
+from .transport.broker import (access_refused, exchange_missing, missing_exchange_message,
+                               permission_message)
 from .tz import utcoffset
 
 __all__ = ("CLIENT_CLOCK_SKEW", "EventReceiver", "check_event", "decode_body")
@@ -41,9 +42,17 @@ SAFETY_INTERVAL = 1.0
 HEARTBEAT_CHECK_EVERY = 256
 
 #: Messages a transport hands over in one go are handled one by one, between yields; beyond
-#: this many waiting (kombu's own Redis transport reads for as long as the socket has data),
-#: they are handled as they arrive, so that memory stays bounded under a flood.
+#: this many waiting they are handled as they arrive, so that memory stays bounded. evtools'
+#: read-ahead transports hand over at most a few thousand at a time.
 MAX_PENDING = 10_000
+
+#: The same bound on kombu's own transports. Its Redis transport reads for as long as the
+#: socket has data: under a flood it never returns, so messages are handled as they arrive
+#: beyond this many, or Redis disconnects a receiver that has read thousands and handled none.
+MAX_PENDING_STOCK = 256
+
+#: How often a user that may not declare the event exchange looks for it until a worker has.
+EXCHANGE_POLL_INTERVAL = 2.0
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -198,6 +207,10 @@ class EventReceiver:
         self._pending: deque[tuple[Any, Any]] = deque()
         #: Messages handled so far (``limit`` counts these).
         self._handled = 0
+        #: Messages waiting beyond which they are handled as they arrive (set per capture).
+        self._max_pending = MAX_PENDING
+        #: The value of ``_handled`` at which the running capture's ``limit`` is reached.
+        self._stop_at: int | None = None
         #: Called each time the consumer is ready (queue bound), before the first wait.
         self.on_ready = on_ready
         self._handler_errors_apart = False
@@ -205,6 +218,8 @@ class EventReceiver:
         self._ready_count = 0
         self._offset = 0.0
         self._offset_expires = 0.0
+        #: What RabbitMQ said when it refused to let us declare the exchange (None: it did not).
+        self._declare_refused: dict[str, str] | None = None
         #: Decodes message bodies: orjson or the standard library, decided once per process.
         self._loads = body_loads()
 
@@ -339,7 +354,8 @@ class EventReceiver:
         """
         pending = self._pending
         pending.append((content_type, body))
-        if len(pending) > MAX_PENDING and not self.should_stop:
+        if (len(pending) > self._max_pending and not self.should_stop
+                and (self._stop_at is None or self._handled < self._stop_at)):
             self._handle_content(*pending.popleft())
 
     def _handle_content(self, content_type: str | None, body: bytes | str) -> None:
@@ -363,6 +379,10 @@ class EventReceiver:
                     wakeup: bool = True) -> Iterator[None]:
         """Consume events, yielding after each message; stop after ``limit`` messages.
 
+        (kombu's own Redis transport reads for as long as the socket has data: beyond
+        ``MAX_PENDING_STOCK`` waiting, messages are handled as they arrive, without a yield
+        each; ``limit`` and :attr:`should_stop` still apply to every message.)
+
         ``timeout`` is how long to wait with no message before raising :class:`TimeoutError`
         (``socket.timeout``). ``wakeup`` first broadcasts the ``heartbeat`` control command.
         """
@@ -375,9 +395,11 @@ class EventReceiver:
         route_plain_messages = getattr(channel, "route_plain_messages", None)
         if route_plain_messages is not None:
             stop_plain_route = route_plain_messages(consumer.consume, self._on_content)
+            self._max_pending = MAX_PENDING
         else:
             consumer.consume()
             stop_plain_route = _nothing_to_stop
+            self._max_pending = MAX_PENDING_STOCK
         _subscribe_now(connection, channel)
         try:
             if wakeup:
@@ -397,16 +419,29 @@ class EventReceiver:
 
     def _drain(self, connection: Connection, limit: int | None,
                timeout: float | None) -> Iterator[None]:
+        stop_at = self._stop_at = self._handled + limit if limit else None
+        try:
+            yield from self._drain_until(connection, stop_at, timeout)
+        finally:
+            self._stop_at = None
+
+    def _drain_until(self, connection: Connection, stop_at: int | None,
+                     timeout: float | None) -> Iterator[None]:
         from .transport import buffered_delivery_taker
 
         # A delivery already read ahead needs no trip through kombu's drain_events.
         take_buffered = buffered_delivery_taker(connection)
         pending = self._pending
+        lost_with = (OSError, *connection.connection_errors, *connection.channel_errors)
+        lost: BaseException | None = None
         idle = 0.0
-        stop_at = self._handled + limit if limit else None
         next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
         while not self.should_stop:
+            if stop_at is not None and self._handled >= stop_at:
+                return  # reached while the transport handed messages over
             if not pending:
+                if lost is not None:
+                    raise lost
                 wait = SAFETY_INTERVAL if not timeout else max(0.01, min(SAFETY_INTERVAL, timeout - idle))
                 try:
                     if not take_buffered():
@@ -417,16 +452,20 @@ class EventReceiver:
                     if timeout and idle >= timeout:
                         raise
                     continue
-                except OSError:
-                    if self.should_stop:
+                except lost_with as exc:
+                    if self.should_stop and isinstance(exc, OSError):
                         return
-                    raise
+                    if not pending:
+                        raise
+                    lost = exc  # the messages read before the loss are handled first
+                    continue
                 idle = 0.0
                 if not pending:  # a frame or reply that was no message for this receiver
                     continue
             self._handle_content(*pending.popleft())
             handled = self._handled
-            if not handled % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check:
+            if not handled % HEARTBEAT_CHECK_EVERY and time.monotonic() >= next_heartbeat_check \
+                    and lost is None:
                 # Busy for a while: never idle, so the check above never ran, and a broker
                 # that expects our heartbeats would take the connection for dead.
                 next_heartbeat_check = time.monotonic() + SAFETY_INTERVAL
@@ -444,11 +483,15 @@ class EventReceiver:
     def run(self, wakeup: bool = True,
             on_connection_lost: Callable[[Exception], None] | None = None,
             on_connection_error: Callable[[Exception, float], None] | None = None,
-            interval_max: float = 32.0) -> None:
+            interval_max: float = 32.0,
+            on_exchange_missing: Callable[[str], None] | None = None) -> None:
         """Capture until :attr:`should_stop`, reconnecting with capped backoff when the broker is lost.
 
         ``on_connection_lost(exc)`` is called when an established connection drops;
         ``on_connection_error(exc, interval)`` before each wait while reconnecting.
+        A user that may not declare the event exchange, started before any worker declared
+        it, waits for it: ``on_exchange_missing(message)`` (default: a warning in the log) is
+        told once, then the exchange is looked for every ``EXCHANGE_POLL_INTERVAL`` seconds.
         """
         if self._channel is not None:
             raise ConfigurationError("run() reconnects, so it needs a Connection, not a channel")
@@ -457,12 +500,13 @@ class EventReceiver:
         # A handler's own OSError (a closed pipe, a full disk) is not a lost connection.
         self._handler_errors_apart = True
         failures_before_ready = 0
+        told_missing_at: int | None = None  # the ready count when the missing exchange was told
         try:
             while not self.should_stop:
                 if failures_before_ready > 1:
-                    # failing again before consuming (a missing exchange, a refused queue):
+                    # failing again before consuming (a refused queue, a broker half up):
                     # back off instead of reconnecting in a tight loop
-                    time.sleep(min(interval_max, 0.25 * 2 ** failures_before_ready))
+                    self._pause(min(interval_max, 0.25 * 2 ** failures_before_ready))
                 ready_count = self._ready_count
                 try:
                     connection.ensure_connection(errback=on_connection_error, max_retries=None,
@@ -477,6 +521,15 @@ class EventReceiver:
                     if self._permission_refused(exc):
                         self._reset_connection()
                         continue
+                    message = self._waiting_for_exchange(exc)
+                    if message is not None:
+                        if told_missing_at != self._ready_count:
+                            told_missing_at = self._ready_count
+                            (on_exchange_missing or logger.warning)(message)
+                        self._reset_connection()
+                        failures_before_ready = 0
+                        self._pause(EXCHANGE_POLL_INTERVAL)
+                        continue
                     failures_before_ready = (failures_before_ready + 1
                                              if ready_count == self._ready_count else 1)
                     if on_connection_lost is not None:
@@ -484,6 +537,15 @@ class EventReceiver:
                     self._reset_connection()
         finally:
             self._handler_errors_apart = False
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if :attr:`should_stop` is set meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.should_stop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))
 
     def _permission_refused(self, exc: Exception) -> bool:
         """On a missing permission: use the exchange undeclared once, else raise one clear error.
@@ -499,8 +561,17 @@ class EventReceiver:
             logger.info("no configure permission on exchange %r: binding to it as the workers "
                         "declared it", self.exchange.name)
             self.exchange.no_declare = True
+            self._declare_refused = refused
             return True
         raise PermissionRefused(permission_message(refused)) from None
+
+    def _waiting_for_exchange(self, exc: Exception) -> str | None:
+        """The line to show when our exchange is missing and we may not declare it, else None."""
+        missing = exchange_missing(exc)
+        if (missing is None or missing["name"] != self.exchange.name
+                or self._declare_refused is None):
+            return None
+        return missing_exchange_message(missing, self._declare_refused)
 
     def _reset_connection(self) -> None:
         try:

@@ -58,6 +58,8 @@ class LiveSource:
         self.connected = threading.Event()
         #: Called once, when the source first consumes or first retries an absent broker.
         self.on_running: Callable[[], None] | None = None
+        #: While the event exchange does not exist yet (and we may not declare it): why we wait.
+        self.waiting: str | None = None
 
     @property
     def url(self) -> str:
@@ -76,15 +78,17 @@ class LiveSource:
             if connection.transport.driver_type == "filesystem":
                 options = connection.transport_options
                 folder = Path(options["control_folder"]).parent
+                # kombu's filesystem transport never deletes an auto-delete queue: do it on
+                # exit, once the lease (which would bind it again) has stopped
+                stack.callback(self._delete_queue, connection, receiver, folder)
                 stack.enter_context(fsbroker.Lease(receiver.queue.name, folder))
-                # kombu's filesystem transport never deletes an auto-delete queue: do it on exit
-                stack.callback(self._delete_queue, connection, receiver)
                 fsbroker.sweep(folder, ttl=self.settings.event_queue_ttl or 5.0,
                                expires=self.settings.event_queue_expires or 60.0)
             if self.watchdog:
                 stack.enter_context(self._watching(receiver))
             receiver.run(wakeup=self.wakeup, on_connection_lost=self._lost,
-                         on_connection_error=self._retrying)
+                         on_connection_error=self._retrying,
+                         on_exchange_missing=self._exchange_missing)
         if self._expired:
             raise self._watchdog_error()
 
@@ -95,17 +99,35 @@ class LiveSource:
 
     def _ready(self) -> None:
         self._running()
+        if self.waiting is not None and self.receiver is not None:
+            self.waiting = None
+            self.status(f"-> exchange {self.receiver.exchange.name!r} declared by a worker: "
+                        "consuming events")
         if self.receiver is not None:
             logger.info("consuming events from %s (queue %s, routing keys %s)", self.url,
                         self.receiver.queue.name, " ".join(self.receiver.routing_keys))
         self.connected.set()
 
     @staticmethod
-    def _delete_queue(connection: Any, receiver: EventReceiver) -> None:
-        try:
-            receiver.queue(connection.default_channel).delete()
-        except Exception:  # best effort: a stale binding is swept later anyway
-            logger.debug("could not delete queue %s", receiver.queue.name, exc_info=True)
+    def _delete_queue(connection: Any, receiver: EventReceiver, folder: Path) -> None:
+        for queue in receiver.queues:
+            try:
+                queue(connection.default_channel).delete()
+            except Exception:  # best effort: what is left is removed below
+                logger.debug("could not delete queue %s", queue.name, exc_info=True)
+            try:
+                # kombu before 5.4 leaves the binding in the exchange table: remove it ourselves
+                fsbroker.remove_queue(queue.name, folder)
+            except OSError:  # best effort: a stale binding is swept later anyway
+                logger.debug("could not unbind queue %s", queue.name, exc_info=True)
+
+    def _exchange_missing(self, message: str) -> None:
+        self._running()  # waiting for the workers is running, for a daemon
+        self.waiting = message
+        if self.status is _quiet:  # a library user without a status line: the log says it
+            logger.warning("%s", message)
+        else:
+            self.status(f"-> {message}")
 
     def _lost(self, exc: Exception) -> None:
         if self.retry_startup and self.receiver is not None:

@@ -296,8 +296,11 @@ class Monitor:
         if self.last_event_at is not None:
             parts.append(f"last event {time.time() - self.last_event_at:.0f}s ago")
         connected = getattr(self.source, "connected", None)
+        waiting = getattr(self.source, "waiting", None)
         if self.source_error:
             parts.append(self.source_error)
+        elif waiting:
+            parts.append(waiting)
         elif connected is not None and not connected.is_set():
             parts.append("connecting..." if not getattr(self.source, "reconnects", 0)
                          else "reconnecting...")

@@ -15,8 +15,9 @@ from .. import transport
 from ..config import Settings
 from ..errors import BrokerError, ConfigurationError, UnsupportedBroker
 
-__all__ = ("access_refused", "permission_message", "check_url", "connect", "connection_for",
-           "mask_passwords", "refuse_redis_cluster", "safe_url", "ssl_options_for")
+__all__ = ("access_refused", "check_url", "connect", "connection_for", "exchange_missing",
+           "mask_passwords", "missing_exchange_message", "permission_message",
+           "refuse_redis_cluster", "safe_url", "ssl_options_for")
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,25 @@ def access_refused(exc: BaseException) -> dict[str, str] | None:
     refused["permission"] = _PERMISSION_NEEDED.get((refused["method"], refused["kind"]), "")
     refused["text"] = str(exc)
     return refused
+
+
+_NO_EXCHANGE = re.compile(r"\(404\) NOT_FOUND - no exchange '(?P<name>[^']*)' "
+                          r"in vhost '(?P<vhost>[^']*)'")
+
+
+def exchange_missing(exc: BaseException) -> dict[str, str] | None:
+    """The exchange RabbitMQ said does not exist (name, vhost), or None."""
+    if getattr(exc, "reply_code", None) != 404:
+        return None
+    found = _NO_EXCHANGE.search(str(exc))
+    return None if found is None else found.groupdict()
+
+
+def missing_exchange_message(missing: dict[str, str], refused: dict[str, str]) -> str:
+    """One line: the exchange does not exist yet and this user may not declare it, so we wait."""
+    return (f"exchange {missing['name']!r} does not exist yet in vhost {missing['vhost']!r} and "
+            f"RabbitMQ user {refused['user']!r} lacks configure permission to declare it: "
+            "waiting for a worker to declare it")
 
 
 def permission_message(refused: dict[str, str]) -> str:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ("default_folder", "transport_options", "Lease", "sweep")
+__all__ = ("default_folder", "transport_options", "Lease", "remove_queue", "sweep")
 
 logger = logging.getLogger(__name__)
 
@@ -145,37 +145,67 @@ def _stale_queues(control: Path, leases: Path, expires: float, now: float) -> di
     return stale
 
 
-def sweep(folder: Path | None = None, ttl: float = 5.0, expires: float = 60.0,
-          now: float | None = None) -> dict[str, int]:
-    """Unbind queues whose consumer is gone and delete expired messages; return counts."""
-    paths = _paths(folder or default_folder())
-    now = time.time() if now is None else now
-    removed_queues: set[str] = set()
-    for table, queues in _stale_queues(paths["control"], paths["leases"], expires, now).items():
-        with locked(table) as fh:
-            bindings = json.loads(fh.read() or "[]")
-            kept = [b for b in bindings if b[2] not in queues]
-            fh.seek(0)
-            fh.write(json.dumps(kept).encode())
-            fh.truncate()
-        removed_queues |= queues
-    for queue in removed_queues:
-        (paths["leases"] / queue).unlink(missing_ok=True)
+def _unbind(control: Path, queues: set[str], only: set[Path] | None = None) -> None:
+    """Remove every binding of ``queues`` from the exchange tables (those in ``only``, if given)."""
+    for table in control.glob(f"*{EXCHANGE_SUFFIX}"):
+        if only is not None and table not in only:
+            continue
+        try:
+            with locked(table) as fh:
+                bindings = json.loads(fh.read() or "[]")
+                kept = [b for b in bindings if b[2] not in queues]
+                if len(kept) != len(bindings):
+                    fh.seek(0)
+                    fh.write(json.dumps(kept).encode())
+                    fh.truncate()
+        except FileNotFoundError:
+            continue
+
+
+def _delete_messages(queue_folder: Path, queues: set[str], ttl: float | None, now: float) -> int:
+    """Delete the messages of ``queues``, and any older than ``ttl`` seconds; return how many."""
     deleted = 0
     try:
-        names = os.listdir(paths["queue"])
+        names = os.listdir(queue_folder)
     except FileNotFoundError:
         names = []
     for name in names:
-        path = paths["queue"] / name
+        path = queue_folder / name
         try:
-            expired = now - path.stat().st_mtime > ttl
+            expired = ttl is not None and now - path.stat().st_mtime > ttl
         except FileNotFoundError:
             continue
-        if expired or _queue_of(name) in removed_queues:
+        if expired or _queue_of(name) in queues:
             try:
                 path.unlink()
                 deleted += 1
             except FileNotFoundError:
                 pass
+    return deleted
+
+
+def remove_queue(queue: str, folder: Path | None = None) -> None:
+    """Unbind ``queue`` from every exchange and delete its messages: a consumer that stops.
+
+    kombu's filesystem transport before 5.4 never removes a deleted queue's binding from the
+    exchange table, so every later event would still be written for it until a sweep.
+    """
+    paths = _paths(folder or default_folder())
+    _unbind(paths["control"], {queue})
+    _delete_messages(paths["queue"], {queue}, None, time.time())
+
+
+def sweep(folder: Path | None = None, ttl: float = 5.0, expires: float = 60.0,
+          now: float | None = None) -> dict[str, int]:
+    """Unbind queues whose consumer is gone and delete expired messages; return counts."""
+    paths = _paths(folder or default_folder())
+    now = time.time() if now is None else now
+    stale = _stale_queues(paths["control"], paths["leases"], expires, now)
+    removed_queues: set[str] = set()
+    for table, queues in stale.items():
+        _unbind(paths["control"], queues, only={table})
+        removed_queues |= queues
+    for queue in removed_queues:
+        (paths["leases"] / queue).unlink(missing_ok=True)
+    deleted = _delete_messages(paths["queue"], removed_queues, ttl, now)
     return {"queues": len(removed_queues), "messages": deleted}

@@ -3,6 +3,8 @@
 import json
 import subprocess
 import sys
+import threading
+import uuid
 
 import pytest
 from kombu import Connection, Exchange
@@ -11,7 +13,10 @@ from tests.helpers import wait_for
 from tests.integration.cli_process import EvtoolsProcess
 from tests.integration.terminal import Terminal
 
-pytestmark = [pytest.mark.broker, pytest.mark.celery]
+pytestmark = pytest.mark.broker
+
+WAITING = ("exchange 'celeryev' does not exist yet in vhost '/' and RabbitMQ user 'evmonitor' "
+           "lacks configure permission to declare it: waiting for a worker to declare it")
 
 
 @pytest.fixture
@@ -23,6 +28,7 @@ def guest_client(amqp_url):
     app.close()
 
 
+@pytest.mark.celery
 def test_a_least_privileged_user_runs_the_dump_the_monitor_the_camera_and_control(
         amqp_url, limited_amqp_url, celery_worker, guest_client, tmp_path):
     # the worker (a full user) declares the celeryev exchange, as in production
@@ -71,3 +77,58 @@ def test_a_missing_permission_is_one_line_naming_it(amqp_url, noread_amqp_url):
     assert lines == ["evtools: RabbitMQ user 'evnoread' lacks read permission on exchange "
                      "'celeryev' in vhost '/' (needed for Queue.bind; see docs/brokers.md)"], \
         done.stderr
+
+
+def _publish_until(amqp_url, done: threading.Event, task_id: str) -> None:
+    """What a worker does once it starts: declare the exchange, then send events (again and again)."""
+    from evtools.dispatcher import EventDispatcher
+    with Connection(amqp_url) as connection:
+        Exchange("celeryev", type="topic")(connection.default_channel).declare()
+        with EventDispatcher(connection, hostname="w1@late") as dispatcher:
+            while not done.wait(0.3):
+                dispatcher.send("task-received", uuid=task_id, name="late.add", args="(1, 1)",
+                                kwargs="{}", retries=0)
+                dispatcher.send("task-succeeded", uuid=task_id, result="2", runtime=0.01)
+
+
+def test_a_least_privileged_user_waits_for_the_exchange_then_consumes(
+        amqp_url, limited_amqp_url, tmp_path):
+    with Connection(amqp_url) as connection:  # no worker has declared the exchange yet
+        Exchange("celeryev", type="topic")(connection.default_channel).delete()
+    shots = tmp_path / "shots.jsonl"
+    dump = EvtoolsProcess("events", "--dump", "-b", limited_amqp_url)
+    camera = EvtoolsProcess("events", "-b", limited_amqp_url, "--camera",
+                            "evtools.cameras.JSONLinesCamera", "--camera-opt", f"path={shots}",
+                            "--frequency", "0.3")
+    term = Terminal("events", "-b", limited_amqp_url, width=250)
+    task_id, published = str(uuid.uuid4()), threading.Event()
+    publisher = threading.Thread(target=_publish_until, args=(amqp_url, published, task_id))
+    try:
+        for process in (dump, camera):
+            assert process.wait_for(WAITING, timeout=60), process.report()
+        assert term.wait_text(WAITING[:60]), term.screen()
+        # they keep looking for the exchange (every two seconds) and say it once
+        assert not dump.wait_for("-> Connection lost", timeout=6), dump.report()
+        assert sum(WAITING in line for line in dump.stderr) == 1, dump.report()
+        assert sum(WAITING in line for line in camera.stderr) == 1, camera.report()
+
+        publisher.start()  # a worker starts: events flow to all three
+        assert dump.wait_for(f"task succeeded: late.add({task_id})", stream="stdout",
+                             timeout=60), dump.report()
+        assert dump.wait_for("-> exchange 'celeryev' declared by a worker: consuming events")
+        assert term.wait_for(lambda s: task_id[:8] in s and "SUCCESS" in s, 60), term.screen()
+        assert WAITING[:60] not in term.screen()
+        assert wait_for(lambda: shots.exists() and task_id in shots.read_text(), 30), camera.report()
+        for process in (dump, camera):
+            assert process.terminate() == 0
+            assert not any("Traceback" in line or "NOT_FOUND" in line or "ACCESS_REFUSED" in line
+                           for line in process.stderr), process.report()
+        term.keys("q")
+        assert term.wait_text("EXIT=0", 15), term.screen()
+    finally:
+        published.set()
+        if publisher.is_alive():
+            publisher.join(10)
+        for process in (dump, camera):
+            process.kill()
+        term.close()

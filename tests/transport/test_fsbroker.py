@@ -2,8 +2,10 @@
 
 import json
 import os
+import threading
 import time
 
+import pytest
 from kombu import Connection
 
 from evtools.transport import fsbroker
@@ -81,20 +83,36 @@ def test_a_lease_is_kept_fresh_and_removed_on_exit(tmp_path):
     assert not lease.path.exists()
 
 
-def test_live_source_unbinds_its_queue_when_it_stops(tmp_path, monkeypatch):
+@pytest.mark.parametrize("keys", [("#",), ("task.failed", "task.multi")], ids=["all", "pushdown"])
+def test_live_source_unbinds_its_queue_when_it_stops(tmp_path, monkeypatch, keys):
+    """On every kombu version evtools admits (before 5.4 kombu left the binding in place)."""
     monkeypatch.setenv("EVTOOLS_FS_BROKER", str(tmp_path))
     from evtools.source import LiveSource
-    source = LiveSource(Settings(broker_url="filesystem://"), wakeup=False)
-    import threading
+    source = LiveSource(Settings(broker_url="filesystem://"), wakeup=False, routing_keys=keys)
     thread = threading.Thread(target=source.run, args=(lambda e: None,), daemon=True)
     thread.start()
     assert source.connected.wait(10)
     table = tmp_path / "control" / "celeryev.exchange"
-    assert len(json.loads(table.read_text())) == 1
+    assert sorted(b[0] for b in json.loads(table.read_text())) == sorted(keys)
     assert len(os.listdir(tmp_path / "leases")) == 1
     source.stop()
     thread.join(10)
+    assert not thread.is_alive()
     assert json.loads(table.read_text()) == [] and os.listdir(tmp_path / "leases") == []
+
+
+def test_remove_queue_unbinds_it_everywhere_and_deletes_its_messages(tmp_path):
+    fsbroker.transport_options(tmp_path)
+    table = bind_queue(tmp_path, "celeryev.gone")
+    bind_queue(tmp_path, "celeryev.kept")
+    other = tmp_path / "control" / "other.exchange"
+    other.write_text(json.dumps([["k", "", "celeryev.gone"]]))
+    for name in ("1_a.celeryev.gone.msg", "2_b.celeryev.kept.msg"):
+        (tmp_path / "queue" / name).write_text("{}")
+    fsbroker.remove_queue("celeryev.gone", tmp_path)
+    assert [b[2] for b in json.loads(table.read_text())] == ["celeryev.kept"]
+    assert json.loads(other.read_text()) == []
+    assert os.listdir(tmp_path / "queue") == ["2_b.celeryev.kept.msg"]
 
 
 def test_a_live_consumer_unbound_by_mistake_binds_itself_again(tmp_path):

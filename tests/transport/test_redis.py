@@ -7,6 +7,7 @@ leg of ``make test``, where the probe turns the read-ahead transport off, runs o
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
@@ -30,9 +31,10 @@ from kombu.utils.json import loads as kombu_loads
 from evtools.transport.broker import connection_for
 from evtools.config import Settings
 from evtools.dispatcher import EventDispatcher
-from evtools.receiver import EventReceiver
+from evtools.event import get_exchange
+from evtools.receiver import MAX_PENDING_STOCK, EventReceiver
 from tests.helpers import Capture, wait_for
-from tests.servers import free_port
+from tests.servers import TlsRedisServer, free_port
 
 
 fast_redis = pytest.mark.fast_redis
@@ -236,7 +238,15 @@ def backlog_capture(url: str, count: int) -> tuple[list[str], list[str], int, in
     return uuids, received_uuids(events), yields, len(drains)
 
 
-def test_a_backlog_arrives_in_order_one_message_per_yield(redis_url):
+def test_a_backlog_arrives_in_order(redis_url):
+    sent, received, _, _ = backlog_capture(redis_url, 3000)
+    assert received == sent
+
+
+@fast_redis
+def test_the_read_ahead_transport_yields_once_per_message_of_a_backlog(redis_url):
+    # kombu's own transport hands the whole backlog over in one drain: beyond
+    # MAX_PENDING_STOCK waiting, messages are handled as they arrive, without a yield each
     sent, received, yields, _ = backlog_capture(redis_url, 3000)
     assert received == sent
     assert yields == len(sent)
@@ -594,3 +604,76 @@ def test_the_plain_route_hands_the_receiver_what_kombus_messages_would(redis_url
 ])
 def test_plain_content_takes_only_what_kombu_would_merely_base64_decode(envelope, expected):
     assert fast().plain_content(envelope) == expected
+
+
+# -- a flood on kombu's own transport (rediss://, or any redis:// when the probe says no) -----
+
+class ReadCountingReceiver(EventReceiver):
+    """Counts the messages the transport hands over, to compare with those handled."""
+
+    read = 0
+
+    def _on_content(self, content_type, body):
+        self.read += 1
+        super()._on_content(content_type, body)
+
+
+def kombu_envelope(url: str, client: redis.Redis, settings: Settings) -> tuple[str, dict]:
+    """The channel and envelope kombu publishes an event with (to send many copies at once)."""
+    listener = client.pubsub()
+    listener.psubscribe("*celeryev*")
+    assert listener.get_message(timeout=10)["type"] == "psubscribe"
+    with connection_for(settings) as connection:
+        Producer(connection.default_channel, exchange=get_exchange(connection)).publish(
+            {"type": "worker-heartbeat", "clock": 0}, routing_key="worker.heartbeat",
+            serializer="json")
+    message = listener.get_message(timeout=10)
+    listener.close()
+    return message["channel"].decode(), json.loads(message["data"])
+
+
+def flood(client: redis.Redis, channel: str, envelope: dict, count: int) -> None:
+    """Publish ``count`` heartbeats (clock 0, 1, ...) in pipelines, as fast as Redis takes them."""
+    pipe = client.pipeline(transaction=False)
+    for clock in range(count):
+        body = json.dumps({"type": "worker-heartbeat", "hostname": "w1@flood", "clock": clock})
+        envelope["body"] = base64.b64encode(body.encode()).decode()
+        pipe.publish(channel, json.dumps(envelope))
+        if len(pipe) == 1000:
+            pipe.execute()
+    pipe.execute()
+
+
+def test_a_flood_on_kombus_redis_transport_is_handled_as_it_is_read(tls_dir, tmp_path):
+    """kombu reads the socket for as long as it has data: events must not wait behind it all.
+
+    A TLS Redis (so kombu's own transport) that disconnects a subscriber 4 MB behind gets a
+    flood published while the receiver is not reading: the receiver reads what the socket
+    holds, then is disconnected. Every message it read is handled, the first after a few.
+    """
+    server = TlsRedisServer(free_port(), tmp_path / "redis", tls_dir)
+    server.start()
+    try:
+        ssl = {"ssl_cert_reqs": "required", "ssl_ca_certs": str(tls_dir / "ca.pem"),
+               "ssl_certfile": str(tls_dir / "client.pem"),
+               "ssl_keyfile": str(tls_dir / "client.key")}
+        client = redis.Redis.from_url(server.url, **ssl)
+        client.config_set("client-output-buffer-limit", "pubsub 4mb 4mb 0")
+        settings = Settings(broker_url=server.url, broker_use_ssl=ssl)
+        channel, envelope = kombu_envelope(server.url, client, settings)
+        read_when_handled: list[int] = []
+        receiver = ReadCountingReceiver(connection_for(settings), settings=settings)
+        clocks: list[int] = []
+        receiver.handlers["worker-heartbeat"] = lambda event: (
+            clocks.append(event["clock"]), read_when_handled.append(receiver.read))
+        receiver.on_ready = lambda: flood(client, channel, envelope, 60_000)  # ~25 MB
+        with receiver.connection:
+            assert type(receiver.connection.transport).__module__ == "kombu.transport.redis"
+            with pytest.raises(receiver.connection.connection_errors):  # Redis dropped it
+                receiver.capture(timeout=30, wakeup=False)
+        assert 0 < receiver.read < 60_000
+        # every message read, handled, in order
+        assert clocks == list(range(receiver.read)), (receiver.read, len(clocks))
+        assert read_when_handled[0] <= MAX_PENDING_STOCK + 1 < receiver.read, read_when_handled[:3]
+    finally:
+        server.stop()
