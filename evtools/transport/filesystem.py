@@ -70,10 +70,25 @@ class Channel(filesystem.Channel):
                 except OSError:
                     pass
             try:
-                return loads(payload.decode("utf-8"))
+                message = loads(payload.decode("utf-8"))
             except (ValueError, UnicodeDecodeError):
                 logger.warning("skipping an unreadable message file %s", name)
+                continue
+            if not _is_message(message):
+                logger.warning("skipping a message file that is not a kombu message: %s", name)
+                continue
+            return message
         raise Empty()
+
+
+def _is_message(message: Any) -> bool:
+    """Whether ``message`` has what kombu's virtual transport reads from every message."""
+    if type(message) is not dict:
+        return False
+    properties = message.get("properties")
+    return (type(properties) is dict and "delivery_tag" in properties
+            and type(properties.get("delivery_info", {})) is dict
+            and type(message.get("headers") or {}) is dict)
 
 
 class Transport(filesystem.Transport):

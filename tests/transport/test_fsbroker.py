@@ -4,6 +4,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from kombu import Connection
@@ -132,3 +133,26 @@ def test_a_young_lease_is_never_swept_whatever_the_expiry(tmp_path):
     (tmp_path / "leases" / "celeryev.q").write_text("1")
     os.utime(tmp_path / "leases" / "celeryev.q", (time.time() - 5, time.time() - 5))
     assert fsbroker.sweep(tmp_path, ttl=5, expires=1)["queues"] == 0
+
+
+@pytest.mark.parametrize("junk", [b"{}", b"[]", b"null", b'{"properties": "x"}', b'{"properties": {}}',
+                                  b'{"properties": {"delivery_tag": "t", "delivery_info": 3}}',
+                                  b"\xff", b"{"])
+def test_a_message_file_that_is_not_a_kombu_message_is_skipped_with_a_warning(tmp_path, junk, caplog):
+    import evtools
+    options = fsbroker.transport_options(tmp_path)
+    state = State()
+    with evtools.connect("filesystem://", transport_options=options) as connection:
+        receiver = EventReceiver(connection, handlers={"*": state.event})
+        capture = Capture(receiver, wakeup=False).start()
+        inbox = Path(options["data_folder_in"])
+        assert wait_for(lambda: (tmp_path / "control" / "celeryev.exchange").exists())
+        # read before the event below: names sort by time, and "0_" comes first
+        (inbox / f"0_{0:020d}-junk.{receiver.queue.name}.msg").write_bytes(junk)
+        with evtools.connect("filesystem://", transport_options=options) as out, \
+                EventDispatcher(out, hostname="w@fs") as dispatcher:
+            dispatcher.send("task-received", uuid="after", name="n")
+        assert wait_for(lambda: "after" in state.tasks)
+        capture.stop()
+    assert not capture.errors
+    assert any("skipping" in r.getMessage() and "-junk." in r.getMessage() for r in caplog.records)
