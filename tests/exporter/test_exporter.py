@@ -181,6 +181,30 @@ def test_silent_worker_goes_down_then_its_series_are_purged() -> None:
     assert any(dict(labels).get("hostname") == "web-1" for _, labels in purged)  # clients stay
 
 
+def test_a_purged_workers_label_sets_are_zero_filled_again_when_it_comes_back() -> None:
+    clock = FakeClock(time.time())
+    metrics = CeleryMetrics(ExporterConfig(worker_timeout=10, purge_offline_after=20), clock=clock)
+    heartbeat = {"type": "worker-heartbeat", "hostname": "w@h", "timestamp": clock.now,
+                 "local_received": clock.now, "utcoffset": 0, "freq": 2.0, "active": 0}
+    received = {"type": "task-received", "uuid": "id-1", "name": "proj.add", "hostname": "w@h",
+                "timestamp": clock.now, "local_received": clock.now, "utcoffset": 0, "clock": 1}
+    metrics.on_event(dict(heartbeat))
+    metrics.on_event(dict(received))
+    metrics.on_event(dict(received, uuid="id-2", clock=2))
+    labels = frozenset({"name": "proj.add", "hostname": "h", "queue_name": "celery"}.items())
+    assert series_of(exposition(metrics), "celery_task_received_total")[labels] == 2
+    clock.now += 30
+    assert not series_of(exposition(metrics), "celery_task_received_total")  # purged
+    metrics.on_event(dict(heartbeat, timestamp=clock.now, local_received=clock.now))
+    metrics.on_event(dict(received, uuid="id-3", clock=3, timestamp=clock.now, local_received=clock.now))
+    text = exposition(metrics)
+    assert series_of(text, "celery_task_received_total") == {labels: 1}
+    for family in ("started", "succeeded", "rejected", "revoked", "retried"):
+        assert series_of(text, f"celery_task_{family}_total") == {labels: 0}
+    assert series_of(text, "celery_task_failed_total") == {labels | {("exception", "")}: 0}
+    assert not series_of(text, "celery_task_sent_total")
+
+
 def test_offline_sets_worker_down_and_never_recreates_a_purged_worker() -> None:
     clock = FakeClock(time.time())
     metrics = CeleryMetrics(ExporterConfig(worker_timeout=10, purge_offline_after=20), clock=clock)
@@ -254,6 +278,8 @@ def test_series_cap_sends_new_label_sets_to_one_overflow_series_and_counts_it() 
     assert sum(received.values()) == 200  # nothing is lost, only folded
     overflow = series_of(text, "evtools_series_overflow_total")
     assert overflow[frozenset({"family": "task-received"}.items())] == 150
+    # task-sent is never zero-filled, so no task-sent label set went anywhere
+    assert frozenset({"family": "task-sent"}.items()) not in overflow
 
 
 # -- splitting a stream across exporters ---------------------------------------------------
