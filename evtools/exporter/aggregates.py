@@ -70,13 +70,15 @@ def _eta_timestamp(eta: Any) -> float | None:
 
 
 class Histogram:
-    """Observations counted per bucket (not cumulative), with their sum."""
+    """Observations counted per bucket (not cumulative), with their sum and creation time."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "total", "created")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, created: float | None = None) -> None:
         self.counts = [0] * size
         self.total = 0.0
+        #: When the series was created (a timestamp, as prometheus_client's ``_created``).
+        self.created = created
 
     def observe(self, bounds: tuple[float, ...], value: float) -> None:
         """Count ``value`` in the first bucket whose upper bound is at least ``value``."""
@@ -85,7 +87,7 @@ class Histogram:
 
     def copy(self) -> Histogram:
         """Return an independent copy."""
-        other = Histogram(0)
+        other = Histogram(0, self.created)
         other.counts = list(self.counts)
         other.total = self.total
         return other
@@ -143,7 +145,7 @@ class CeleryMetrics:
         self._events_by_type: dict[str, int] = {}
         self._dropped: Counter[str] = Counter()
         self._overflow: Counter[str] = Counter()
-        self._lag = Histogram(len(LAG_BUCKETS))
+        self._lag = Histogram(len(LAG_BUCKETS), clock())
         self.last_event_at: float | None = None
         self._owned: dict[str, bool] = {}
         self._allowed: dict[str, bool] = {}
@@ -278,7 +280,7 @@ class CeleryMetrics:
             key = self._series(family, series, labels)
             histogram = series.get(key)
             if histogram is None:
-                histogram = series[key] = Histogram(len(bounds))
+                histogram = series[key] = Histogram(len(bounds), self.clock())
         histogram.observe(bounds, value)
 
     @staticmethod

@@ -7,15 +7,15 @@ Nothing is computed here that could wait on the broker: a scrape reads memory.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily, Metric)
+                                    HistogramMetricFamily, Metric, Sample)
 
 from .aggregates import LAG_BUCKETS, CeleryMetrics, Histogram, Snapshot
 
-__all__ = ("CeleryCollector", "FAMILY_HELP", "go_float")
+__all__ = ("CeleryCollector", "CreatedHistogramFamily", "FAMILY_HELP", "go_float")
 
 #: Each task counter's help text, as celery-exporter words it.
 FAMILY_HELP = {
@@ -53,6 +53,29 @@ def _buckets(histogram: Histogram, bounds: tuple[float, ...]) -> list[tuple[str,
         cumulative += count
         rows.append((go_float(bound), cumulative))
     return rows
+
+
+class CreatedHistogramFamily(HistogramMetricFamily):
+    """A HistogramMetricFamily whose :meth:`add_metric` also takes ``created``.
+
+    prometheus_client's own Histogram exposes ``<name>_created`` for each label set (after
+    ``_sum``), and CounterMetricFamily takes ``created``; HistogramMetricFamily does not, so
+    the sample is appended here as CounterMetricFamily appends its own: a public ``Sample``
+    in the family's public ``samples``.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        super().__init__(name, documentation, labels=labels)
+        self.label_names = tuple(labels)
+
+    def add_metric(self, labels: Sequence[str], buckets: Sequence[tuple[str, float]],
+                   sum_value: float | None, timestamp: float | None = None,
+                   created: float | None = None) -> None:
+        """Add one label set's buckets, count and sum, then its creation time if known."""
+        super().add_metric(labels, buckets, sum_value, timestamp)
+        if created is not None:
+            names = dict(zip(self.label_names, labels, strict=True))
+            self.samples.append(Sample(f"{self.name}_created", names, created, timestamp))
 
 
 class CeleryCollector:
@@ -102,11 +125,11 @@ class CeleryCollector:
                 ("task_queue_wait_time", "Histogram of the time tasks spend waiting in the queue "
                  "before being executed, excluding deliberate ETA/countdown delay.",
                  snap.queue_wait, config.queue_wait_buckets)):
-            metric = HistogramMetricFamily(f"{prefix}{name}", help_text,
-                                           labels=["name", "hostname", "queue_name", *static_names])
+            metric = CreatedHistogramFamily(f"{prefix}{name}", help_text,
+                                            labels=["name", "hostname", "queue_name", *static_names])
             for key, histogram in series.items():
                 metric.add_metric([*key, *static_values], _buckets(histogram, bounds),
-                                  histogram.total)
+                                  histogram.total, created=histogram.created)
             yield metric
 
     def _gauge(self, name: str, help_text: str, label: str,
@@ -177,7 +200,8 @@ class CeleryCollector:
             yield GaugeMetricFamily("evtools_broker_gauges_age_seconds",
                                     "Seconds since the queue and worker gauges were measured.",
                                     value=max(0.0, snap.taken_at - snap.broker.refreshed_at))
-        lag = HistogramMetricFamily("evtools_event_lag_seconds",
-                                    "Seconds between an event's timestamp and its arrival here.")
-        lag.add_metric([], _buckets(snap.lag, LAG_BUCKETS), snap.lag.total)
+        lag = CreatedHistogramFamily("evtools_event_lag_seconds",
+                                     "Seconds between an event's timestamp and its arrival here.",
+                                     labels=[])
+        lag.add_metric([], _buckets(snap.lag, LAG_BUCKETS), snap.lag.total, created=snap.lag.created)
         yield lag

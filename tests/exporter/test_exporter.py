@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
 
 from evtools.exporter.aggregates import OVERFLOW, CeleryMetrics, exception_class_name, hostname_label
 from evtools.exporter.collector import CeleryCollector, go_float
@@ -129,6 +132,51 @@ def test_generated_events_give_celery_exporters_samples(seed: int, generic: bool
     # celery_worker_up keeps each worker's own hostname whatever the flags
     assert {dict(labels)["hostname"] for name, labels in ours if name == "celery_worker_up"} \
         == {"host-a", "host-b", "host-c"}
+
+
+def layout(registry: CollectorRegistry, openmetrics: bool) -> dict[tuple[str, frozenset], list[str]]:
+    """Each celery_ family's label sets (``le`` aside), with their sample names in exposition order."""
+    if openmetrics:
+        text = generate_openmetrics(registry).decode()
+        families = openmetrics_families(text)  # the strict OpenMetrics parser: ordering is checked
+    else:
+        families = text_string_to_metric_families(generate_latest(registry).decode())
+    result: dict[tuple[str, frozenset], list[str]] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name.startswith("celery_"):
+                labels = frozenset((k, v) for k, v in sample.labels.items() if k != "le")
+                result.setdefault((family.name, labels), []).append(sample.name)
+    return result
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_created_samples_are_where_prometheus_clients_own_metrics_put_them(openmetrics: bool) -> None:
+    started = time.time()
+    metrics, oracle = CeleryMetrics(ExporterConfig(**NO_TIMEOUTS)), OracleExporter()
+    for event in generated_events(5):
+        metrics.on_event(copy.deepcopy(event))
+        oracle.on_event(copy.deepcopy(event))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CeleryCollector(metrics))
+    ours, theirs = layout(registry, openmetrics), layout(oracle.registry, openmetrics)
+    assert ours == theirs  # every sample name, _created included, in the same order per label set
+    for histogram in ("celery_task_runtime", "celery_task_queue_wait_time"):
+        with_created = [names for (family, _), names in ours.items()
+                        if family.startswith(histogram) and f"{histogram}_created" in names]
+        assert len(with_created) > 3
+        if openmetrics:  # one family: buckets, count, sum, then created
+            assert all(names[-3:] == [f"{histogram}_count", f"{histogram}_sum",
+                                      f"{histogram}_created"] for names in with_created)
+    created = [value for (name, _), value in samples_with_created(registry).items()
+               if name in ("celery_task_runtime_created", "celery_task_queue_wait_time_created")]
+    assert created and all(started <= value <= time.time() for value in created)
+
+
+def samples_with_created(registry: CollectorRegistry) -> dict[tuple[str, frozenset], float]:
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for sample in family.samples}
 
 
 def test_label_rules() -> None:
