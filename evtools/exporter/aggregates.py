@@ -28,7 +28,7 @@ from ..state import State
 from ..tz import adjust_timestamp, utcoffset
 from .config import TASK_EVENT_TYPES, ExporterConfig
 
-__all__ = ("CeleryMetrics", "Histogram", "Snapshot", "BrokerGauges", "OVERFLOW",
+__all__ = ("CeleryMetrics", "Histogram", "Snapshot", "HealthSnapshot", "BrokerGauges", "OVERFLOW",
            "hostname_label", "exception_class_name")
 
 #: Every label value of the one series that takes a capped family's new label sets.
@@ -106,7 +106,7 @@ class BrokerGauges:
 
 @dataclasses.dataclass(slots=True)
 class Snapshot:
-    """A consistent copy of every aggregate, taken at one instant for one scrape."""
+    """A consistent copy of celery-exporter's series, taken at one instant for one rendering."""
 
     counters: dict[str, dict[Labels, float]]
     created: dict[str, dict[Labels, float]]
@@ -115,11 +115,21 @@ class Snapshot:
     worker_up: dict[str, float]
     worker_active: dict[str, float]
     broker: BrokerGauges
+    #: :attr:`CeleryMetrics.version` when taken: the same version means the same series.
+    version: int
+    taken_at: float
+
+
+@dataclasses.dataclass(slots=True)
+class HealthSnapshot:
+    """A copy of the exporter's own counters (the ``evtools_`` families), for one scrape."""
+
     events_by_type: dict[str, int]
     dropped: dict[str, int]
     overflow: dict[str, int]
     lag: Histogram
     last_event_at: float | None
+    broker_refreshed_at: float | None
     taken_at: float
 
 
@@ -147,6 +157,9 @@ class CeleryMetrics:
         self._overflow: Counter[str] = Counter()
         self._lag = Histogram(len(LAG_BUCKETS), clock())
         self.last_event_at: float | None = None
+        #: Bumped by every change to the series (events, expiry, purge, broker gauges): a
+        #: rendering taken at the same version is still exact.
+        self.version = 0
         self._owned: dict[str, bool] = {}
         self._allowed: dict[str, bool] = {}
         self._filtering = bool(config.task_allow or config.task_deny)
@@ -218,6 +231,7 @@ class CeleryMetrics:
         received = event.get("local_received")
         timestamp = event.get("timestamp")
         with self._lock:
+            self.version += 1
             counts, kind = self._events_by_type, type_ if type(type_) is str else str(type_)
             counts[kind] = counts.get(kind, 0) + 1
             self.last_event_at = received if isinstance(received, float) else self.clock()
@@ -389,6 +403,7 @@ class CeleryMetrics:
         seen = self._last_seen.get(hostname)
         if seen is None:
             return
+        self.version += 1
         self._worker_up[hostname] = 0.0
         self._worker_active[hostname] = 0.0
         seen[1] = True
@@ -397,6 +412,7 @@ class CeleryMetrics:
 
     def _purge_worker(self, hostname: str) -> None:
         """Remove every series one of whose label values is ``hostname``."""
+        self.version += 1
         for series in (*self._counters.values(), *self._created.values(), self._runtime,
                        self._queue_wait):
             for key in [key for key in series if hostname in key]:
@@ -408,8 +424,10 @@ class CeleryMetrics:
 
     def expire_workers(self, now: float | None = None) -> None:
         """Mark workers silent for ``worker_timeout`` down; purge those silent for longer."""
-        now = self.clock() if now is None else now
         timeout, purge = self.config.worker_timeout, self.config.purge_offline_after
+        if not timeout and not purge:
+            return
+        now = self.clock() if now is None else now
         with self._lock:
             for hostname, (seen_at, forgotten) in list(self._last_seen.items()):
                 since = now - seen_at
@@ -424,6 +442,7 @@ class CeleryMetrics:
         """Replace the queue and consumer gauges with a fresh measurement."""
         with self._lock:
             self._broker = gauges
+            self.version += 1
 
     def count_dropped(self, kind: str, amount: int = 1) -> None:
         """Count events this exporter could not use, by kind."""
@@ -433,9 +452,8 @@ class CeleryMetrics:
     # -- scrapes -----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """Return a copy of every aggregate, consistent with itself (expiring workers first)."""
-        if self.config.worker_timeout or self.config.purge_offline_after:
-            self.expire_workers()
+        """Return a copy of the series, consistent with itself (expiring workers first)."""
+        self.expire_workers()
         with self._lock:
             return Snapshot(
                 counters={f: dict(s) for f, s in self._counters.items()},
@@ -443,6 +461,13 @@ class CeleryMetrics:
                 runtime={k: h.copy() for k, h in self._runtime.items()},
                 queue_wait={k: h.copy() for k, h in self._queue_wait.items()},
                 worker_up=dict(self._worker_up), worker_active=dict(self._worker_active),
-                broker=self._broker, events_by_type=dict(self._events_by_type),
+                broker=self._broker, version=self.version, taken_at=self.clock())
+
+    def health_snapshot(self) -> HealthSnapshot:
+        """Return a copy of the exporter's own counters (cheap: a few small dicts)."""
+        with self._lock:
+            return HealthSnapshot(
+                events_by_type=dict(self._events_by_type),
                 dropped=dict(self._dropped + self.state.dropped), overflow=dict(self._overflow),
-                lag=self._lag.copy(), last_event_at=self.last_event_at, taken_at=self.clock())
+                lag=self._lag.copy(), last_event_at=self.last_event_at,
+                broker_refreshed_at=self._broker.refreshed_at, taken_at=self.clock())

@@ -17,7 +17,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from evtools.exporter.aggregates import OVERFLOW, CeleryMetrics, exception_class_name, hostname_label
-from evtools.exporter.collector import CeleryCollector, go_float
+from evtools.exporter.collector import CeleryCollector, HealthCollector, go_float
 from evtools.exporter.config import ExporterConfig
 from tests.celery_compare import celery_pair, corpus_messages, evtools_pair
 from tests.exporter.oracle import OracleExporter, samples
@@ -27,7 +27,8 @@ NO_TIMEOUTS = dict(worker_timeout=0, purge_offline_after=0)
 
 def exposition(metrics: CeleryMetrics, source: Any = None) -> str:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CeleryCollector(metrics, source))
+    registry.register(CeleryCollector(metrics))
+    registry.register(HealthCollector(metrics, source))
     return generate_latest(registry).decode()
 
 
