@@ -12,6 +12,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from os import environ
@@ -110,26 +111,34 @@ def amqp_url() -> Iterator[str]:
 
 
 class Prometheus:
-    """A running Prometheus: its API URL and the folder its scrape targets are read from."""
+    """A running Prometheus: its API URL and the folders its scrape targets and rules are read from."""
 
-    def __init__(self, url: str, targets_dir: Path) -> None:
+    def __init__(self, url: str, targets_dir: Path, rules_dir: Path) -> None:
         self.url = url
         self.targets_dir = Path(targets_dir)
+        self.rules_dir = Path(rules_dir)
+
+    def reload(self) -> None:
+        """Make Prometheus read its configuration and rule files again."""
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status == 200, reply.read()
 
 
 @pytest.fixture(scope="session")
 def prometheus() -> Iterator[Prometheus]:
-    """The session's Prometheus (from EVTOOLS_TEST_PROMETHEUS_URL/_TARGETS, else started here)."""
+    """The session's Prometheus (from EVTOOLS_TEST_PROMETHEUS_URL/_TARGETS/_RULES, else started here)."""
     url, targets = environ.get("EVTOOLS_TEST_PROMETHEUS_URL"), environ.get("EVTOOLS_TEST_PROMETHEUS_TARGETS")
-    if url and targets:
+    rules = environ.get("EVTOOLS_TEST_PROMETHEUS_RULES")
+    if url and targets and rules:
         port = urlsplit(url).port or 9090
         if not port_open(port, timeout=5):
             pytest.fail(f"EVTOOLS_TEST_PROMETHEUS_URL={url}, but nothing listens there", pytrace=False)
-        yield Prometheus(url, Path(targets))
+        yield Prometheus(url, Path(targets), Path(rules))
         return
     with _dedicated(PrometheusServer, "the test session") as server:
         assert isinstance(server, PrometheusServer)
-        yield Prometheus(server.url, server.targets_dir)
+        yield Prometheus(server.url, server.targets_dir, server.rules_dir)
 
 
 @pytest.fixture(scope="session")

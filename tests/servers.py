@@ -17,7 +17,8 @@ made for the run; runs CMD with their URLs in its environment (``EVTOOLS_TEST_RE
 ``EVTOOLS_TEST_AMQP_URL``, ``EVTOOLS_TEST_AMQPS_URL``, ``EVTOOLS_TEST_REDISS_URL``,
 ``EVTOOLS_TEST_TLS_DIR``, ``EVTOOLS_TEST_SENTINEL_URL``, ``EVTOOLS_TEST_SENTINEL_MASTER``,
 ``EVTOOLS_TEST_AMQP_LIMITED_URL``, ``EVTOOLS_TEST_AMQP_NOREAD_URL``,
-``EVTOOLS_TEST_PROMETHEUS_URL`` and ``EVTOOLS_TEST_PROMETHEUS_TARGETS``, its file_sd folder),
+``EVTOOLS_TEST_PROMETHEUS_URL``, ``EVTOOLS_TEST_PROMETHEUS_TARGETS``, its file_sd folder, and
+``EVTOOLS_TEST_PROMETHEUS_RULES``, the folder its rule files are read from on ``POST /-/reload``),
 stops them all and removes the temp dir whatever happens, and exits with CMD's exit code.
 
 Every server runs in its own session (process group), so ``kill()`` takes all of it down.
@@ -719,8 +720,9 @@ SI_KERNEL = 0x80  # si_code of a signal the terminal sent to the whole foregroun
 class PrometheusServer(BrokerServer):
     """A Prometheus server on 127.0.0.1:port scraping every second what ``targets/`` lists.
 
-    Tests add a scrape target by writing a file_sd JSON file into :attr:`targets_dir`
-    (:meth:`scrape`); Prometheus notices within a second or two.
+    Tests add a scrape target by writing a file_sd JSON file into :attr:`targets_dir`;
+    Prometheus notices within a second or two. Rule files (``*.yml``) written into
+    :attr:`rules_dir` are loaded on ``POST /-/reload`` and evaluated every second.
     """
 
     name = "prometheus"
@@ -737,19 +739,28 @@ class PrometheusServer(BrokerServer):
         """Where file_sd target files go."""
         return self.workdir / "targets"
 
+    @property
+    def rules_dir(self) -> Path:
+        """Where rule files go (loaded on ``POST /-/reload``)."""
+        return self.workdir / "rules"
+
     def _prepare(self) -> None:
-        """Write prometheus.yml: one job, 1 s scrapes, targets from targets/*.json."""
+        """Write prometheus.yml: one job, 1 s scrapes and evaluations, targets from
+        targets/*.json, rules from rules/*.yml."""
         self.targets_dir.mkdir(parents=True, exist_ok=True)
+        self.rules_dir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files:\n  - '{self.rules_dir}/*.yml'\n"
             "scrape_configs:\n  - job_name: evtools-celery\n    file_sd_configs:\n"
             f"      - files: ['{self.targets_dir}/*.json']\n        refresh_interval: 1s\n")
 
     def _command(self) -> list[str]:
-        """prometheus in the foreground with its data in the work dir."""
+        """prometheus in the foreground with its data in the work dir (reloadable over HTTP)."""
         return [PROMETHEUS, f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                "--log.level=warn"]
 
     def _wait_ready(self, deadline: float) -> None:
         """Poll /-/ready until it answers 200."""
@@ -833,7 +844,8 @@ def run(cmd: list[str], grace: float = 60.0) -> int:
         env = {**os.environ, **test_environment(redis_server, rabbit, tls_redis, sentinel, limited,
                                                 noread),
                "EVTOOLS_TEST_PROMETHEUS_URL": prometheus.url,
-               "EVTOOLS_TEST_PROMETHEUS_TARGETS": str(prometheus.targets_dir)}
+               "EVTOOLS_TEST_PROMETHEUS_TARGETS": str(prometheus.targets_dir),
+               "EVTOOLS_TEST_PROMETHEUS_RULES": str(prometheus.rules_dir)}
         child = subprocess.Popen(cmd, env=env)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         status = _wait_for_child(child, grace)

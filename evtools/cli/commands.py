@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -154,7 +155,7 @@ def start_exporter(settings: Settings, config: Any, serve: Any, detach: bool = F
     """Run ``evtools exporter`` in the foreground, or as a daemon when ``detach``."""
     from ..errors import MissingDependency
     try:
-        from ..exporter.service import Exporter
+        from ..exporter.service import SCRAPE_SWITCH_INTERVAL, Exporter
     except ImportError as exc:
         raise MissingDependency(f"the exporter needs prometheus-client ({exc.name} is missing): "
                                 "pip install 'evtools[prometheus]'") from None
@@ -163,6 +164,9 @@ def start_exporter(settings: Settings, config: Any, serve: Any, detach: bool = F
 
     def run(started: Callable[[], None] | None = None) -> int:
         set_process_title("exporter", prefix="evtools exporter")
+        # A scrape thread waits for the GIL behind the event thread at every socket call;
+        # 1 ms hand-overs instead of 5 keep scrapes in milliseconds while events pour in.
+        sys.setswitchinterval(SCRAPE_SWITCH_INTERVAL)
         exporter = Exporter(settings, config, serve)
         status(f"-> evtools exporter: serving http://{serve.host}:{exporter.server.port}/metrics, "
                f"events from {safe_url(settings.broker_url)}")

@@ -276,7 +276,8 @@ def exporter(ctx: click.Context, **params: Any) -> None:
         types=params["types"])
     serve = ServeOptions(host=params["host"], port=params["port"],
                          health_max_silence=params["health_max_silence"],
-                         refresh_interval=params["refresh_interval"])
+                         refresh_interval=params["refresh_interval"],
+                         max_staleness=params["max_staleness"])
     uid_number = parse_uid(params["uid"])
     options = DaemonOptions(pidfile=params["pidfile"], logfile=params["logfile"], uid=uid_number,
                             gid=parse_gid(params["gid"], uid_number),

@@ -217,6 +217,11 @@ exporter_extra_options = _apply([
                  show_default=True, metavar="SECONDS",
                  help="Seconds between two measurements of queue lengths and worker counts "
                       "(in the background: scrapes never wait for the broker)."),
+    click.option("--max-staleness", type=click.FloatRange(min=0), default=2.0,
+                 show_default=True, metavar="SECONDS",
+                 help="The oldest celery_* samples a scrape may serve: they are rendered ahead "
+                      "in the background (every half of this while events change them), so "
+                      "scrapes answer from memory. 0: render at every scrape."),
     click.option("--task-allow", "task_allow", metavar="GLOB", multiple=True,
                  help="Only count tasks whose name matches (proj.billing.*). Repeatable."),
     click.option("--task-deny", "task_deny", metavar="GLOB", multiple=True,

@@ -28,7 +28,7 @@ from ..state import State
 from ..tz import adjust_timestamp, utcoffset
 from .config import TASK_EVENT_TYPES, ExporterConfig
 
-__all__ = ("CeleryMetrics", "Histogram", "Snapshot", "BrokerGauges", "OVERFLOW",
+__all__ = ("CeleryMetrics", "Histogram", "Snapshot", "HealthSnapshot", "BrokerGauges", "OVERFLOW",
            "hostname_label", "exception_class_name")
 
 #: Every label value of the one series that takes a capped family's new label sets.
@@ -40,6 +40,9 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, float("inf"))
 _EXCEPTION_CLASS = re.compile(r"^(\w+)\(")
 
 Labels = tuple[str, ...]
+
+#: The types a timestamp may have (the receiver refuses others; bool is not one).
+_NUMBERS = frozenset({int, float})
 
 
 def hostname_label(nodename: Any) -> str:
@@ -67,13 +70,15 @@ def _eta_timestamp(eta: Any) -> float | None:
 
 
 class Histogram:
-    """Observations counted per bucket (not cumulative), with their sum."""
+    """Observations counted per bucket (not cumulative), with their sum and creation time."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "total", "created")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, created: float | None = None) -> None:
         self.counts = [0] * size
         self.total = 0.0
+        #: When the series was created (a timestamp, as prometheus_client's ``_created``).
+        self.created = created
 
     def observe(self, bounds: tuple[float, ...], value: float) -> None:
         """Count ``value`` in the first bucket whose upper bound is at least ``value``."""
@@ -82,7 +87,7 @@ class Histogram:
 
     def copy(self) -> Histogram:
         """Return an independent copy."""
-        other = Histogram(0)
+        other = Histogram(0, self.created)
         other.counts = list(self.counts)
         other.total = self.total
         return other
@@ -101,7 +106,7 @@ class BrokerGauges:
 
 @dataclasses.dataclass(slots=True)
 class Snapshot:
-    """A consistent copy of every aggregate, taken at one instant for one scrape."""
+    """A consistent copy of celery-exporter's series, taken at one instant for one rendering."""
 
     counters: dict[str, dict[Labels, float]]
     created: dict[str, dict[Labels, float]]
@@ -110,11 +115,21 @@ class Snapshot:
     worker_up: dict[str, float]
     worker_active: dict[str, float]
     broker: BrokerGauges
+    #: :attr:`CeleryMetrics.version` when taken: the same version means the same series.
+    version: int
+    taken_at: float
+
+
+@dataclasses.dataclass(slots=True)
+class HealthSnapshot:
+    """A copy of the exporter's own counters (the ``evtools_`` families), for one scrape."""
+
     events_by_type: dict[str, int]
     dropped: dict[str, int]
     overflow: dict[str, int]
     lag: Histogram
     last_event_at: float | None
+    broker_refreshed_at: float | None
     taken_at: float
 
 
@@ -137,13 +152,20 @@ class CeleryMetrics:
         #: hostname label -> [last seen (timestamp), forgotten]
         self._last_seen: dict[str, list[Any]] = {}
         self._broker = BrokerGauges()
-        self._events_by_type: Counter[str] = Counter()
+        self._events_by_type: dict[str, int] = {}
         self._dropped: Counter[str] = Counter()
         self._overflow: Counter[str] = Counter()
-        self._lag = Histogram(len(LAG_BUCKETS))
+        self._lag = Histogram(len(LAG_BUCKETS), clock())
         self.last_event_at: float | None = None
+        #: Bumped by every change to the series (events, expiry, purge, broker gauges): a
+        #: rendering taken at the same version is still exact.
+        self.version = 0
         self._owned: dict[str, bool] = {}
         self._allowed: dict[str, bool] = {}
+        self._filtering = bool(config.task_allow or config.task_deny)
+        self._hostnames: dict[str, str] = {}
+        #: Label sets (name, hostname, queue) every family but task-sent holds (zero-filled).
+        self._zero_filled: set[Labels] = set()
         self._rewrite = (None if config.hostname_rewrite is None else
                          (re.compile(config.hostname_rewrite[0]), config.hostname_rewrite[1]))
 
@@ -151,10 +173,11 @@ class CeleryMetrics:
 
     def owns(self, event_type: str) -> bool:
         """Tell whether this exporter counts events of this type (``--type`` globs)."""
+        if not self.config.types:
+            return True
         owned = self._owned.get(event_type)
         if owned is None:
-            globs = self.config.types
-            owned = not globs or any(fnmatch.fnmatchcase(event_type, g) for g in globs)
+            owned = any(fnmatch.fnmatchcase(event_type, g) for g in self.config.types)
             if len(self._owned) < 1024:
                 self._owned[event_type] = owned
         return owned
@@ -180,9 +203,16 @@ class CeleryMetrics:
         return allowed
 
     def _hostname(self, nodename: Any) -> str:
-        hostname = hostname_label(nodename)
-        if self._rewrite is not None:
-            hostname = self._rewrite[0].sub(self._rewrite[1], hostname)
+        """The hostname label of a node name (after ``@``, rewritten), remembered."""
+        hostname = self._hostnames.get(nodename) if type(nodename) is str else None
+        if hostname is None:
+            hostname = hostname_label(nodename)
+            if self._rewrite is not None:
+                hostname = self._rewrite[0].sub(self._rewrite[1], hostname)
+            if type(nodename) is str:
+                if len(self._hostnames) >= 65536:
+                    self._hostnames.clear()
+                self._hostnames[nodename] = hostname
         return hostname
 
     def _series(self, family: str, series: dict, key: Labels) -> Labels:
@@ -198,13 +228,20 @@ class CeleryMetrics:
     def on_event(self, event: dict[str, Any]) -> None:
         """Apply one event (as the receiver hands it over, with ``local_received``)."""
         type_ = event.get("type")
+        received = event.get("local_received")
+        timestamp = event.get("timestamp")
         with self._lock:
-            self._events_by_type[str(type_)] += 1
-            received = event.get("local_received")
+            self.version += 1
+            counts, kind = self._events_by_type, type_ if type(type_) is str else str(type_)
+            counts[kind] = counts.get(kind, 0) + 1
             self.last_event_at = received if isinstance(received, float) else self.clock()
-            timestamp = event.get("timestamp")
-            if isinstance(timestamp, (int, float)) and isinstance(received, (int, float)):
-                self._lag.observe(LAG_BUCKETS, max(0.0, received - timestamp))
+            if type(received) in _NUMBERS and type(timestamp) in _NUMBERS:
+                lag = received - timestamp
+                if lag < 0.0:
+                    lag = 0.0
+                histogram = self._lag  # Histogram.observe, inlined: this runs for every event
+                histogram.counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+                histogram.total += lag
             if type_ in self._counters:
                 self._task_event(type_, event)
             elif type_ == "worker-heartbeat":
@@ -219,40 +256,98 @@ class CeleryMetrics:
         if result is None:  # counted by the state, by kind
             return
         task = result[0][0]
-        name = str(task.name)
-        if not self._task_allowed(name):
+        name = task.name if type(task.name) is str else str(task.name)
+        if self._filtering and not self._task_allowed(name):
             self._dropped["task-name-filtered"] += 1
             return
         config = self.config
-        if type_ == "task-sent":
-            hostname = "generic" if config.generic_hostname_task_sent else self._hostname(task.hostname)
+        if (config.generic_hostname_task_sent if type_ == "task-sent"
+                else config.generic_hostname_worker_task):
+            hostname = "generic"
         else:
-            hostname = ("generic" if config.generic_hostname_worker_task
-                        else self._hostname(task.hostname))
-        queue = task.queue if task.queue is not None else config.default_queue_name
-        labels = (name, hostname, str(queue))
-        now = self.clock()
-        for family, series in self._counters.items():
-            if family == "task-failed":
-                exception = exception_class_name(task.exception) if family == type_ else ""
-                key = self._series(family, series, (name, hostname, exception, labels[2]))
-            else:
-                key = self._series(family, series, labels)
-            if family == type_:
-                if self.owns(family):
-                    self._add(family, series, key, 1.0, now)
-            elif family != "task-sent":
-                # zero-filled so rates exist before the first such event; task-sent is not:
-                # clients (web servers) would add a hostname each
-                self._add(family, series, key, 0.0, now)
-        if type_ == "task-started" and task.sent is not None and self.owns(type_):
+            hostname = self._hostname(task.hostname)
+        queue = task.queue
+        if queue is None:
+            queue = config.default_queue_name
+        labels = (name, hostname, queue if type(queue) is str else str(queue))
+        owned = not config.types or self.owns(type_)
+        if labels in self._zero_filled:  # the common case: only this event's own series moves
+            if owned:
+                if type_ == "task-failed":
+                    self._count(type_, self._failed_key(labels, task))
+                elif type_ == "task-sent":
+                    self._count(type_, labels)
+                else:
+                    self._counters[type_][labels] += 1.0
+        else:
+            self._zero_fill(type_, labels, task, owned)
+        if not owned:
+            return
+        if type_ == "task-started" and task.sent is not None:
             self._observe_queue_wait(task, event, labels)
-        elif type_ == "task-succeeded" and self.owns(type_):
+        elif type_ == "task-succeeded":
             runtime = task.runtime
             if isinstance(runtime, (int, float)):
-                key = self._series("task-runtime", self._runtime, labels)
-                self._histogram(self._runtime, key, config.buckets).observe(
-                    config.buckets, float(runtime))
+                self._observe("task-runtime", self._runtime, labels, config.buckets, float(runtime))
+
+    def _observe(self, family: str, series: dict[Labels, Histogram], labels: Labels,
+                 bounds: tuple[float, ...], value: float) -> None:
+        """Observe ``value`` in ``family``'s histogram for ``labels`` (or the overflow one)."""
+        histogram = series.get(labels)
+        if histogram is None:
+            key = self._series(family, series, labels)
+            histogram = series.get(key)
+            if histogram is None:
+                histogram = series[key] = Histogram(len(bounds), self.clock())
+        histogram.observe(bounds, value)
+
+    @staticmethod
+    def _failed_key(labels: Labels, task: Any) -> Labels:
+        """``task-failed``'s label set: the exception class name goes before the queue."""
+        return (labels[0], labels[1], exception_class_name(task.exception), labels[2])
+
+    def _count(self, family: str, key: Labels) -> None:
+        """Add one to ``family``'s series ``key`` (or to the overflow series)."""
+        series = self._counters[family]
+        key = self._series(family, series, key)
+        value = series.get(key)
+        if value is None:
+            series[key] = 1.0
+            self._created[family][key] = self.clock()
+        else:
+            series[key] = value + 1.0
+
+    def _zero_fill(self, type_: str, labels: Labels, task: Any, owned: bool) -> None:
+        """Apply a task event whose label set some family lacks: every family but
+        ``task-sent`` gets the label set at zero, so rates exist before the first such event
+        (``task-sent`` is not zero-filled: clients, such as web servers, would add a hostname each).
+
+        Once every such family holds it (none at its cap), the label set is remembered and
+        later events take the short path in :meth:`_task_event`.
+        """
+        now = self.clock()
+        complete = type_ != "task-failed"  # a failure fills its exception's series, not ""
+        for family, series in self._counters.items():
+            if family == type_:
+                if not owned:  # another exporter counts these (--type)
+                    complete = complete and family == "task-sent"
+                    continue
+                amount = 1.0
+            elif family == "task-sent":
+                continue
+            else:
+                amount = 0.0
+            if family == "task-failed":
+                wanted = self._failed_key(labels, task) if family == type_ else \
+                    (labels[0], labels[1], "", labels[2])
+            else:
+                wanted = labels
+            key = self._series(family, series, wanted)
+            if family != "task-sent":
+                complete = complete and key is wanted
+            self._add(family, series, key, amount, now)
+        if complete:
+            self._zero_filled.add(labels)
 
     def _add(self, family: str, series: dict[Labels, float], key: Labels, amount: float,
              now: float) -> None:
@@ -262,14 +357,6 @@ class CeleryMetrics:
             self._created[family][key] = now
         else:
             series[key] = value + amount
-
-    @staticmethod
-    def _histogram(series: dict[Labels, Histogram], key: Labels,
-                   bounds: tuple[float, ...]) -> Histogram:
-        histogram = series.get(key)
-        if histogram is None:
-            histogram = series[key] = Histogram(len(bounds))
-        return histogram
 
     def _observe_queue_wait(self, task: Any, event: dict[str, Any], labels: Labels) -> None:
         """Time from task-sent (or the ETA, when later) to task-started."""
@@ -281,9 +368,8 @@ class CeleryMetrics:
                 eta = adjust_timestamp(eta, offset)
             baseline = max(baseline, eta)
         wait = max(0.0, float(task.started) - float(baseline))  # clock skew can make it negative
-        bounds = self.config.queue_wait_buckets
-        key = self._series("task-queue-wait-time", self._queue_wait, labels)
-        self._histogram(self._queue_wait, key, bounds).observe(bounds, wait)
+        self._observe("task-queue-wait-time", self._queue_wait, labels,
+                      self.config.queue_wait_buckets, wait)
 
     def _heartbeat(self, event: dict[str, Any]) -> None:
         result = self.state.event(event)
@@ -321,6 +407,7 @@ class CeleryMetrics:
         seen = self._last_seen.get(hostname)
         if seen is None:
             return
+        self.version += 1
         self._worker_up[hostname] = 0.0
         self._worker_active[hostname] = 0.0
         seen[1] = True
@@ -329,18 +416,22 @@ class CeleryMetrics:
 
     def _purge_worker(self, hostname: str) -> None:
         """Remove every series one of whose label values is ``hostname``."""
+        self.version += 1
         for series in (*self._counters.values(), *self._created.values(), self._runtime,
                        self._queue_wait):
             for key in [key for key in series if hostname in key]:
                 del series[key]
+        self._zero_filled.clear()  # refilled as events come
         self._worker_up.pop(hostname, None)
         self._worker_active.pop(hostname, None)
         del self._last_seen[hostname]
 
     def expire_workers(self, now: float | None = None) -> None:
         """Mark workers silent for ``worker_timeout`` down; purge those silent for longer."""
-        now = self.clock() if now is None else now
         timeout, purge = self.config.worker_timeout, self.config.purge_offline_after
+        if not timeout and not purge:
+            return
+        now = self.clock() if now is None else now
         with self._lock:
             for hostname, (seen_at, forgotten) in list(self._last_seen.items()):
                 since = now - seen_at
@@ -355,6 +446,7 @@ class CeleryMetrics:
         """Replace the queue and consumer gauges with a fresh measurement."""
         with self._lock:
             self._broker = gauges
+            self.version += 1
 
     def count_dropped(self, kind: str, amount: int = 1) -> None:
         """Count events this exporter could not use, by kind."""
@@ -364,9 +456,8 @@ class CeleryMetrics:
     # -- scrapes -----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """Return a copy of every aggregate, consistent with itself (expiring workers first)."""
-        if self.config.worker_timeout or self.config.purge_offline_after:
-            self.expire_workers()
+        """Return a copy of the series, consistent with itself (expiring workers first)."""
+        self.expire_workers()
         with self._lock:
             return Snapshot(
                 counters={f: dict(s) for f, s in self._counters.items()},
@@ -374,6 +465,13 @@ class CeleryMetrics:
                 runtime={k: h.copy() for k, h in self._runtime.items()},
                 queue_wait={k: h.copy() for k, h in self._queue_wait.items()},
                 worker_up=dict(self._worker_up), worker_active=dict(self._worker_active),
-                broker=self._broker, events_by_type=dict(self._events_by_type),
+                broker=self._broker, version=self.version, taken_at=self.clock())
+
+    def health_snapshot(self) -> HealthSnapshot:
+        """Return a copy of the exporter's own counters (cheap: a few small dicts)."""
+        with self._lock:
+            return HealthSnapshot(
+                events_by_type=dict(self._events_by_type),
                 dropped=dict(self._dropped + self.state.dropped), overflow=dict(self._overflow),
-                lag=self._lag.copy(), last_event_at=self.last_event_at, taken_at=self.clock())
+                lag=self._lag.copy(), last_event_at=self.last_event_at,
+                broker_refreshed_at=self._broker.refreshed_at, taken_at=self.clock())

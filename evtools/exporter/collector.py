@@ -1,21 +1,24 @@
-"""A prometheus_client collector that formats the aggregates at scrape time.
+"""prometheus_client collectors that read the aggregates: celery-exporter's families, and
+evtools' own (``evtools_``), apart so that the first can be rendered ahead of scrapes
+(:mod:`.exposition`) while the second stays live.
 
 Only prometheus_client's public API is used: metric families yielded from ``collect()``.
-Nothing is computed here that could wait on the broker: a scrape reads memory.
+Nothing is computed here that could wait on the broker: a collection reads memory.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily, Metric)
+                                    HistogramMetricFamily, Metric, Sample)
 
 from .aggregates import LAG_BUCKETS, CeleryMetrics, Histogram, Snapshot
 
-__all__ = ("CeleryCollector", "FAMILY_HELP", "go_float")
+__all__ = ("CeleryCollector", "HealthCollector", "CreatedHistogramFamily", "FAMILY_HELP",
+           "go_float")
 
 #: Each task counter's help text, as celery-exporter words it.
 FAMILY_HELP = {
@@ -47,28 +50,54 @@ def go_float(value: float) -> str:
     return text
 
 
-def _buckets(histogram: Histogram, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+#: The lag histogram's ``le`` labels.
+LAG_LES = tuple(go_float(bound) for bound in LAG_BUCKETS)
+
+
+def _buckets(histogram: Histogram, bounds: Sequence[str]) -> list[tuple[str, float]]:
+    """Cumulative bucket counts labelled by their bounds (already formatted by go_float)."""
     cumulative, rows = 0, []
     for bound, count in zip(bounds, histogram.counts, strict=False):
         cumulative += count
-        rows.append((go_float(bound), cumulative))
+        rows.append((bound, cumulative))
     return rows
 
 
-class CeleryCollector:
-    """Yields celery-exporter's families (and evtools' own) from a :class:`CeleryMetrics`.
+class CreatedHistogramFamily(HistogramMetricFamily):
+    """A HistogramMetricFamily whose :meth:`add_metric` also takes ``created``.
 
-    ``source`` is the event source whose health is reported under ``evtools_``: anything with
-    ``connected`` (a threading.Event), ``reconnects`` and ``receiver.dropped`` (a LiveSource).
+    prometheus_client's own Histogram exposes ``<name>_created`` for each label set (after
+    ``_sum``), and CounterMetricFamily takes ``created``; HistogramMetricFamily does not, so
+    the sample is appended here as CounterMetricFamily appends its own: a public ``Sample``
+    in the family's public ``samples``.
     """
 
-    def __init__(self, metrics: CeleryMetrics, source: Any = None) -> None:
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        super().__init__(name, documentation, labels=labels)
+        self.label_names = tuple(labels)
+
+    def add_metric(self, labels: Sequence[str], buckets: Sequence[tuple[str, float]],
+                   sum_value: float | None, timestamp: float | None = None,
+                   created: float | None = None) -> None:
+        """Add one label set's buckets, count and sum, then its creation time if known."""
+        super().add_metric(labels, buckets, sum_value, timestamp)
+        if created is not None:
+            names = dict(zip(self.label_names, labels, strict=True))
+            self.samples.append(Sample(f"{self.name}_created", names, created, timestamp))
+
+
+class CeleryCollector:
+    """Yields celery-exporter's families from a :class:`CeleryMetrics`."""
+
+    def __init__(self, metrics: CeleryMetrics) -> None:
         self.metrics = metrics
-        self.source = source
         config = metrics.config
         self.prefix = config.metric_prefix
         self.static_names = [name for name, _ in config.static_labels]
         self.static_values = [value for _, value in config.static_labels]
+        #: The ``le`` label of each bucket, formatted once.
+        self.runtime_les = [go_float(bound) for bound in config.buckets]
+        self.queue_wait_les = [go_float(bound) for bound in config.queue_wait_buckets]
 
     def describe(self) -> list[Metric]:
         """Nothing up front: families are only known at scrape time."""
@@ -79,7 +108,6 @@ class CeleryCollector:
         snap = self.metrics.snapshot()
         yield from self._task_families(snap)
         yield from self._worker_families(snap)
-        yield from self._self_families(snap)
 
     # -- celery-exporter's families ----------------------------------------------------------
 
@@ -95,18 +123,17 @@ class CeleryCollector:
             for key, value in series.items():
                 metric.add_metric([*key, *static_values], value, created=created.get(key))
             yield metric
-        config = self.metrics.config
-        for name, help_text, series, bounds in (
+        for name, help_text, series, les in (
                 ("task_runtime", "Histogram of task runtime measurements.", snap.runtime,
-                 config.buckets),
+                 self.runtime_les),
                 ("task_queue_wait_time", "Histogram of the time tasks spend waiting in the queue "
                  "before being executed, excluding deliberate ETA/countdown delay.",
-                 snap.queue_wait, config.queue_wait_buckets)):
-            metric = HistogramMetricFamily(f"{prefix}{name}", help_text,
-                                           labels=["name", "hostname", "queue_name", *static_names])
+                 snap.queue_wait, self.queue_wait_les)):
+            metric = CreatedHistogramFamily(f"{prefix}{name}", help_text,
+                                            labels=["name", "hostname", "queue_name", *static_names])
             for key, histogram in series.items():
-                metric.add_metric([*key, *static_values], _buckets(histogram, bounds),
-                                  histogram.total)
+                metric.add_metric([*key, *static_values], _buckets(histogram, les),
+                                  histogram.total, created=histogram.created)
             yield metric
 
     def _gauge(self, name: str, help_text: str, label: str,
@@ -135,9 +162,24 @@ class CeleryCollector:
                           "The number of active processes in broker queue.", "queue_name",
                           broker.process_count)
 
-    # -- evtools' own ------------------------------------------------------------------------
+class HealthCollector:
+    """Yields evtools' own families: events by type, drops, overflow, broker, silence, lag.
 
-    def _self_families(self, snap: Snapshot) -> Iterator[Metric]:
+    ``source`` is the event source whose health is reported: anything with ``connected`` (a
+    threading.Event), ``reconnects`` and ``receiver.dropped`` (a LiveSource), or None.
+    """
+
+    def __init__(self, metrics: CeleryMetrics, source: Any = None) -> None:
+        self.metrics = metrics
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: families are only known at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every family from one snapshot of the counters."""
+        snap = self.metrics.health_snapshot()
         events = CounterMetricFamily("evtools_events_received", "Events received, by type.",
                                      labels=["type"])
         for event_type, count in sorted(snap.events_by_type.items()):
@@ -173,11 +215,12 @@ class CeleryCollector:
             yield GaugeMetricFamily("evtools_seconds_since_last_event",
                                     "Seconds since the last event arrived.",
                                     value=max(0.0, snap.taken_at - snap.last_event_at))
-        if snap.broker.refreshed_at is not None:
+        if snap.broker_refreshed_at is not None:
             yield GaugeMetricFamily("evtools_broker_gauges_age_seconds",
                                     "Seconds since the queue and worker gauges were measured.",
-                                    value=max(0.0, snap.taken_at - snap.broker.refreshed_at))
-        lag = HistogramMetricFamily("evtools_event_lag_seconds",
-                                    "Seconds between an event's timestamp and its arrival here.")
-        lag.add_metric([], _buckets(snap.lag, LAG_BUCKETS), snap.lag.total)
+                                    value=max(0.0, snap.taken_at - snap.broker_refreshed_at))
+        lag = CreatedHistogramFamily("evtools_event_lag_seconds",
+                                     "Seconds between an event's timestamp and its arrival here.",
+                                     labels=[])
+        lag.add_metric([], _buckets(snap.lag, LAG_LES), snap.lag.total, created=snap.lag.created)
         yield lag

@@ -9,17 +9,18 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-__all__ = ("MetricsServer", "exposition", "HealthCheck")
+__all__ = ("MetricsServer", "HealthCheck", "MetricsBody", "wants_openmetrics")
 
 logger = logging.getLogger(__name__)
 
 #: Answers (healthy, reason): what ``/health`` reports.
 HealthCheck = Callable[[], tuple[bool, str]]
+
+#: Returns the /metrics body, in OpenMetrics when called with True (an Exposition's ``body``).
+MetricsBody = Callable[[bool], bytes]
 
 INDEX = b"""<html><head><title>evtools exporter</title></head><body>
 <h1>evtools exporter</h1><p>A Celery exporter for Prometheus.</p>
@@ -37,13 +38,6 @@ def wants_openmetrics(accept: str | None) -> bool:
     return False
 
 
-def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
-    """Return the registry's samples in the format ``accept`` prefers, with its content type."""
-    if wants_openmetrics(accept):
-        return generate_openmetrics(registry), OPENMETRICS_TYPE
-    return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
 def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -52,9 +46,10 @@ def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 started = time.perf_counter()
-                body, content_type = exposition(server.registry, self.headers.get("Accept"))
+                openmetrics = wants_openmetrics(self.headers.get("Accept"))
+                body = server.metrics_body(openmetrics)
                 server.last_scrape_seconds = time.perf_counter() - started
-                self._send(200, body, content_type)
+                self._send(200, body, OPENMETRICS_TYPE if openmetrics else CONTENT_TYPE_LATEST)
             elif path == "/health":
                 healthy, reason = server.health()
                 self._send(200 if healthy else 503, reason.encode() + b"\n",
@@ -78,11 +73,11 @@ def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
 
 class MetricsServer:
-    """Serves a registry over HTTP from a daemon thread (one thread per request)."""
+    """Serves /metrics, /health and / over HTTP from a daemon thread (one thread per request)."""
 
-    def __init__(self, registry: CollectorRegistry, host: str = "0.0.0.0", port: int = 9808,
+    def __init__(self, metrics_body: MetricsBody, host: str = "0.0.0.0", port: int = 9808,
                  health: HealthCheck = lambda: (True, "OK")) -> None:
-        self.registry = registry
+        self.metrics_body = metrics_body
         self.health = health
         self.last_scrape_seconds: float | None = None
         self.httpd = ThreadingHTTPServer((host, port), _handler_for(self))

@@ -17,13 +17,18 @@ from ..filters import binding_keys
 from ..source import LiveSource
 from .aggregates import CeleryMetrics
 from .brokerstats import BrokerRefresher
-from .collector import CeleryCollector
+from .collector import CeleryCollector, HealthCollector
 from .config import ExporterConfig
+from .exposition import Exposition
 from .http import MetricsServer
 
-__all__ = ("Exporter", "ServeOptions")
+__all__ = ("Exporter", "ServeOptions", "SCRAPE_SWITCH_INTERVAL")
 
 logger = logging.getLogger(__name__)
+
+#: The GIL switch interval the exporter process runs with (sys.setswitchinterval): while the
+#: event thread is busy, a scrape thread waits this long for the GIL at each socket call.
+SCRAPE_SWITCH_INTERVAL = 0.001
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +41,9 @@ class ServeOptions:
     health_max_silence: float = 0.0
     #: Seconds between two broker measurements (queue lengths, inspect replies).
     refresh_interval: float = 10.0
+    #: The oldest celery_* samples a scrape may serve (rendered ahead in the background);
+    #: 0 renders at every scrape where something changed.
+    max_staleness: float = 2.0
 
 
 class Exporter:
@@ -49,13 +57,15 @@ class Exporter:
         self.metrics = CeleryMetrics(config)
         self.source = source if source is not None else LiveSource(
             settings, retry_startup=True, routing_keys=self.routing_keys())
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(CeleryCollector(self.metrics, self.source))
+        celery, health = CollectorRegistry(auto_describe=False), CollectorRegistry(auto_describe=False)
+        celery.register(CeleryCollector(self.metrics))
+        health.register(HealthCollector(self.metrics, self.source))
+        self.exposition = Exposition(self.metrics, celery, health, max_age=serve.max_staleness)
         self.refresher = (BrokerRefresher(self.metrics, settings, serve.refresh_interval)
                           if self.metrics.owns_workers() else None)
         self.started_at = time.time()
         try:
-            self.server = MetricsServer(self.registry, serve.host, serve.port, self.health)
+            self.server = MetricsServer(self.exposition.body, serve.host, serve.port, self.health)
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {serve.host}:{serve.port}: "
                                      f"{exc.strerror or exc}") from None
@@ -89,6 +99,7 @@ class Exporter:
     def run(self, started: Callable[[], None] | None = None) -> int:
         """Serve and consume until stopped; call ``started`` once serving."""
         self.server.start()
+        self.exposition.start()
         if self.refresher is not None:
             self.refresher.start()
         logger.info("serving metrics on http://%s:%d/metrics", self.serve.host, self.server.port)
@@ -108,4 +119,5 @@ class Exporter:
         self.source.stop()
         if self.refresher is not None:
             self.refresher.stop()
+        self.exposition.stop()
         self.server.stop()

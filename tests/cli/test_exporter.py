@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None):
 
 def test_help_lists_every_celery_exporter_flag_and_evtools_own() -> None:
     help_text = run("exporter", "--help").output
-    for flag in (*CELERY_EXPORTER_FLAGS, "-Q", "--health-max-silence", "--task-allow",
+    for flag in (*CELERY_EXPORTER_FLAGS, "-Q", "--health-max-silence", "--max-staleness", "--task-allow",
                  "--task-deny", "--hostname-rewrite", "--max-series", "--type", "--detach"):
         assert flag in help_text, flag
 

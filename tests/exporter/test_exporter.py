@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
 
 from evtools.exporter.aggregates import OVERFLOW, CeleryMetrics, exception_class_name, hostname_label
-from evtools.exporter.collector import CeleryCollector, go_float
+from evtools.exporter.collector import CeleryCollector, HealthCollector, go_float
 from evtools.exporter.config import ExporterConfig
 from tests.celery_compare import celery_pair, corpus_messages, evtools_pair
 from tests.exporter.oracle import OracleExporter, samples
@@ -24,7 +27,8 @@ NO_TIMEOUTS = dict(worker_timeout=0, purge_offline_after=0)
 
 def exposition(metrics: CeleryMetrics, source: Any = None) -> str:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CeleryCollector(metrics, source))
+    registry.register(CeleryCollector(metrics))
+    registry.register(HealthCollector(metrics, source))
     return generate_latest(registry).decode()
 
 
@@ -131,6 +135,51 @@ def test_generated_events_give_celery_exporters_samples(seed: int, generic: bool
         == {"host-a", "host-b", "host-c"}
 
 
+def layout(registry: CollectorRegistry, openmetrics: bool) -> dict[tuple[str, frozenset], list[str]]:
+    """Each celery_ family's label sets (``le`` aside), with their sample names in exposition order."""
+    if openmetrics:
+        text = generate_openmetrics(registry).decode()
+        families = openmetrics_families(text)  # the strict OpenMetrics parser: ordering is checked
+    else:
+        families = text_string_to_metric_families(generate_latest(registry).decode())
+    result: dict[tuple[str, frozenset], list[str]] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name.startswith("celery_"):
+                labels = frozenset((k, v) for k, v in sample.labels.items() if k != "le")
+                result.setdefault((family.name, labels), []).append(sample.name)
+    return result
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_created_samples_are_where_prometheus_clients_own_metrics_put_them(openmetrics: bool) -> None:
+    started = time.time()
+    metrics, oracle = CeleryMetrics(ExporterConfig(**NO_TIMEOUTS)), OracleExporter()
+    for event in generated_events(5):
+        metrics.on_event(copy.deepcopy(event))
+        oracle.on_event(copy.deepcopy(event))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CeleryCollector(metrics))
+    ours, theirs = layout(registry, openmetrics), layout(oracle.registry, openmetrics)
+    assert ours == theirs  # every sample name, _created included, in the same order per label set
+    for histogram in ("celery_task_runtime", "celery_task_queue_wait_time"):
+        with_created = [names for (family, _), names in ours.items()
+                        if family.startswith(histogram) and f"{histogram}_created" in names]
+        assert len(with_created) > 3
+        if openmetrics:  # one family: buckets, count, sum, then created
+            assert all(names[-3:] == [f"{histogram}_count", f"{histogram}_sum",
+                                      f"{histogram}_created"] for names in with_created)
+    created = [value for (name, _), value in samples_with_created(registry).items()
+               if name in ("celery_task_runtime_created", "celery_task_queue_wait_time_created")]
+    assert created and all(started <= value <= time.time() for value in created)
+
+
+def samples_with_created(registry: CollectorRegistry) -> dict[tuple[str, frozenset], float]:
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for sample in family.samples}
+
+
 def test_label_rules() -> None:
     assert hostname_label("w1@host.example") == "host.example"
     assert hostname_label("just-a-host") == "just-a-host"
@@ -179,6 +228,30 @@ def test_silent_worker_goes_down_then_its_series_are_purged() -> None:
     assert not any(dict(labels).get("hostname") in ("host-a", "host-b", "host-c")
                    for _, labels in purged)
     assert any(dict(labels).get("hostname") == "web-1" for _, labels in purged)  # clients stay
+
+
+def test_a_purged_workers_label_sets_are_zero_filled_again_when_it_comes_back() -> None:
+    clock = FakeClock(time.time())
+    metrics = CeleryMetrics(ExporterConfig(worker_timeout=10, purge_offline_after=20), clock=clock)
+    heartbeat = {"type": "worker-heartbeat", "hostname": "w@h", "timestamp": clock.now,
+                 "local_received": clock.now, "utcoffset": 0, "freq": 2.0, "active": 0}
+    received = {"type": "task-received", "uuid": "id-1", "name": "proj.add", "hostname": "w@h",
+                "timestamp": clock.now, "local_received": clock.now, "utcoffset": 0, "clock": 1}
+    metrics.on_event(dict(heartbeat))
+    metrics.on_event(dict(received))
+    metrics.on_event(dict(received, uuid="id-2", clock=2))
+    labels = frozenset({"name": "proj.add", "hostname": "h", "queue_name": "celery"}.items())
+    assert series_of(exposition(metrics), "celery_task_received_total")[labels] == 2
+    clock.now += 30
+    assert not series_of(exposition(metrics), "celery_task_received_total")  # purged
+    metrics.on_event(dict(heartbeat, timestamp=clock.now, local_received=clock.now))
+    metrics.on_event(dict(received, uuid="id-3", clock=3, timestamp=clock.now, local_received=clock.now))
+    text = exposition(metrics)
+    assert series_of(text, "celery_task_received_total") == {labels: 1}
+    for family in ("started", "succeeded", "rejected", "revoked", "retried"):
+        assert series_of(text, f"celery_task_{family}_total") == {labels: 0}
+    assert series_of(text, "celery_task_failed_total") == {labels | {("exception", "")}: 0}
+    assert not series_of(text, "celery_task_sent_total")
 
 
 def test_offline_sets_worker_down_and_never_recreates_a_purged_worker() -> None:
@@ -254,6 +327,8 @@ def test_series_cap_sends_new_label_sets_to_one_overflow_series_and_counts_it() 
     assert sum(received.values()) == 200  # nothing is lost, only folded
     overflow = series_of(text, "evtools_series_overflow_total")
     assert overflow[frozenset({"family": "task-received"}.items())] == 150
+    # task-sent is never zero-filled, so no task-sent label set went anywhere
+    assert frozenset({"family": "task-sent"}.items()) not in overflow
 
 
 # -- splitting a stream across exporters ---------------------------------------------------
