@@ -153,9 +153,9 @@ class BrokerRefresher:
 
     def start(self) -> None:
         """Start refreshing in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="evtools-broker-gauges",
-                                        daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._loop, name="evtools-broker-gauges", daemon=True)
+        thread.start()
+        self._thread = thread  # only once started: stop() may come from another thread any time
 
     def stop(self) -> None:
         """Stop the thread and release its connection."""

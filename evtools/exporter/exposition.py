@@ -160,8 +160,9 @@ class Exposition:
         """Render in a background thread (nothing to do when ``max_age`` is 0)."""
         if self.max_age <= 0 or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="evtools-render", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="evtools-render", daemon=True)
+        thread.start()
+        self._thread = thread  # only once started: stop() may come from another thread any time
 
     def _run(self) -> None:
         tick = self.max_age / 4

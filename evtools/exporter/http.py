@@ -91,9 +91,10 @@ class MetricsServer:
 
     def start(self) -> None:
         """Serve in the background."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="evtools-http",
-                                        daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self.httpd.serve_forever, name="evtools-http",
+                                  daemon=True)
+        thread.start()
+        self._thread = thread  # only once started: stop() may come from another thread any time
 
     def stop(self) -> None:
         """Stop serving and close the socket (twice is harmless)."""
