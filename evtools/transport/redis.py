@@ -436,3 +436,7 @@ class Transport(kombu_redis.Transport):
     """kombu's ``redis://`` transport with batched pub/sub reads."""
 
     Channel = Channel
+
+    #: Redis keeps nothing for a slow subscriber: the receiver reads ahead of what it has
+    #: handled (see :func:`evtools.transport.eager_reader`).
+    reads_eagerly = True

@@ -34,7 +34,7 @@ from evtools.dispatcher import EventDispatcher
 from evtools.event import get_exchange
 from evtools.receiver import MAX_PENDING_STOCK, EventReceiver
 from tests.helpers import Capture, wait_for
-from tests.servers import TlsRedisServer, free_port
+from tests.servers import RedisServer, TlsRedisServer, free_port
 
 
 fast_redis = pytest.mark.fast_redis
@@ -221,7 +221,7 @@ def backlog_capture(url: str, count: int) -> tuple[list[str], list[str], int, in
     """Capture a backlog of ``count`` events published before the first read.
 
     Returns the uuids sent and received, how often itercapture yielded, and how many times
-    it called ``drain_events``.
+    it called ``drain_events`` to wait (not counting the reads ahead, with ``timeout=0``).
     """
     receiver, events = receiver_on(url)
     uuids = [f"backlog-{n}" for n in range(count)]
@@ -229,13 +229,14 @@ def backlog_capture(url: str, count: int) -> tuple[list[str], list[str], int, in
     connection = receiver.connection
     drain_events = connection.drain_events
     drains = []
-    connection.drain_events = lambda **kwargs: (drains.append(1), drain_events(**kwargs))[1]
+    connection.drain_events = lambda **kwargs: (drains.append(kwargs.get("timeout") != 0),
+                                                drain_events(**kwargs))[1]
     yields = 0
     for _ in receiver.itercapture(wakeup=False, timeout=30):
         yields += 1
         if len(events) >= len(uuids):
             break
-    return uuids, received_uuids(events), yields, len(drains)
+    return uuids, received_uuids(events), yields, sum(drains)
 
 
 def test_a_backlog_arrives_in_order(redis_url):
@@ -675,5 +676,55 @@ def test_a_flood_on_kombus_redis_transport_is_handled_as_it_is_read(tls_dir, tmp
         # every message read, handled, in order
         assert clocks == list(range(receiver.read)), (receiver.read, len(clocks))
         assert read_when_handled[0] <= MAX_PENDING_STOCK + 1 < receiver.read, read_when_handled[:3]
+    finally:
+        server.stop()
+
+
+# -- a burst that Redis would not keep for a slow subscriber -----------------------------------
+
+def paced_flood(client: redis.Redis, channel: str, envelope: dict, count: int, pad: int) -> None:
+    """Publish ``count`` heartbeats (clock 0, 1, ...) of about ``pad`` bytes more, 100 at a time."""
+    pipe = client.pipeline(transaction=False)
+    for clock in range(count):
+        body = json.dumps({"type": "worker-heartbeat", "hostname": "w1@burst", "clock": clock,
+                           "pad": "x" * pad})
+        envelope["body"] = base64.b64encode(body.encode()).decode()
+        pipe.publish(channel, json.dumps(envelope))
+        if len(pipe) == 100:
+            pipe.execute()
+            time.sleep(0.002)
+    pipe.execute()
+
+
+@fast_redis
+def test_a_burst_redis_would_drop_a_slow_subscriber_for_waits_in_the_receiver(tmp_path):
+    """Redis drops a subscriber 2 MB behind here. 12,000 events of about 1.3 kB (15 MB) come
+    at up to 50,000 a second, and handling one takes half a millisecond: the receiver reads
+    ahead of what it has handled, so the backlog waits in its memory and none is lost.
+    (Without that, Redis dropped it about 2 MB into the burst.)"""
+    server = RedisServer(free_port(), tmp_path / "redis")
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.config_set("client-output-buffer-limit", "pubsub 2mb 2mb 0")
+        settings = Settings(broker_url=server.url)
+        channel, envelope = kombu_envelope(server.url, client, settings)
+        receiver = EventReceiver(connection_for(settings), settings=settings)
+        clocks: list[int] = []
+
+        def slow(event: dict) -> None:
+            clocks.append(event["clock"])
+            time.sleep(0.0005)
+
+        receiver.handlers["worker-heartbeat"] = slow
+        publisher = threading.Thread(target=paced_flood,
+                                     args=(client, channel, envelope, 12_000, 600))
+        receiver.on_ready = publisher.start
+        with receiver.connection:
+            assert type(receiver.connection.transport).__module__ == "evtools.transport.redis"
+            receiver.capture(limit=12_000, timeout=30, wakeup=False)
+        publisher.join()
+        assert clocks == list(range(12_000))
+        assert not receiver.dropped
     finally:
         server.stop()
