@@ -250,10 +250,9 @@ class BufferedChannel(pyamqp.Channel):
     """kombu's py-amqp channel, able to take a whole delivery cut out of the read buffer."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        #: consumer tag -> (the callback py-amqp holds for it, its direct handler)
-        self.plain_handlers: dict[str, tuple[Any, PlainHandler]] = {}
-        #: The same by the consumer tag's bytes: (tag, callback, handler).
-        self._plain_by_tag: dict[bytes, tuple[str, Any, PlainHandler]] = {}
+        #: consumer tag, as its bytes come in a Basic.Deliver -> (the tag, the callback py-amqp
+        #: holds for it, its direct handler)
+        self.plain_handlers: dict[bytes, tuple[str, Any, PlainHandler]] = {}
         self._plain_properties: dict[bytes, tuple[Any, Any, bool] | None] = {}
         super().__init__(*args, **kwargs)
 
@@ -274,23 +273,23 @@ class BufferedChannel(pyamqp.Channel):
         if self.is_closing or BASIC_DELIVER in self._pending:
             return None  # py-amqp drops it (closing), or wakes whoever waits for it
         tag_end = 5 + method[4] if len(method) > 4 else 0
-        plain = self._plain_by_tag.get(method[5:tag_end]) if tag_end else None
-        if plain is not None and _plain_arguments_ok(method, tag_end) \
-                and self.callbacks.get(plain[0]) is plain[1]:
+        plain = self.plain_handlers.get(method[5:tag_end]) if tag_end else None
+        if plain is not None and self.callbacks.get(plain[0]) is not plain[1]:
+            plain = None  # the route outlived its consumer
+        if plain is not None and _plain_arguments_ok(method, tag_end):
             # A plain consumer's delivery: only its consumer tag matters (no ack, no message).
             handed = self._plain_delivery(plain[2], header, body)
             if handed is not None:
                 return handed
+            plain = None  # kombu would change the body: its message, the long way
         try:
             arguments = deliver_arguments(method)
         except (ValueError, IndexError, struct.error):
             return None
-        callback = self.callbacks.get(arguments[0])
-        if callback is None:
+        if self.callbacks.get(arguments[0]) is None:
             return None  # py-amqp rejects it, with a warning
-        plain = self.plain_handlers.get(arguments[0])
-        if plain is not None and plain[0] is callback:
-            handed = self._plain_delivery(plain[1], header, body)
+        if plain is not None:  # names py-amqp decodes beyond ASCII: still a plain delivery
+            handed = self._plain_delivery(plain[2], header, body)
             if handed is not None:
                 return handed
         return self._amqp_delivery(arguments, method, header, body)
@@ -447,13 +446,11 @@ def deliver_plain_messages(channel: Any, start_consuming: Callable[[], Any],
     start_consuming()
     started = {tag: callback for tag, callback in channel.callbacks.items() if tag not in before}
     for tag, callback in started.items():
-        channel.plain_handlers[tag] = (callback, handler)
-        channel._plain_by_tag[tag.encode("utf-8", "surrogatepass")] = (tag, callback, handler)
+        channel.plain_handlers[tag.encode("utf-8", "surrogatepass")] = (tag, callback, handler)
 
     def remove() -> None:
         for tag in started:
-            channel.plain_handlers.pop(tag, None)
-            channel._plain_by_tag.pop(tag.encode("utf-8", "surrogatepass"), None)
+            channel.plain_handlers.pop(tag.encode("utf-8", "surrogatepass"), None)
 
     return remove
 
